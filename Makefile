@@ -1,0 +1,39 @@
+# The two commands a new machine needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Lambda functions run on arm64 (Graviton: cheaper per GB-second) with Python 3.12.
+LAMBDA_PLATFORMS := --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64
+WHEELHOUSE := build/wheelhouse
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: demo test bench synth clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Third-party wheels for the Lambda platform, fetched once; synthesis bundles from here offline.
+$(WHEELHOUSE)/.done: lambdas/requirements.txt $(VENV)/.installed
+	mkdir -p $(WHEELHOUSE)
+	$(PY) -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: \
+		--python-version 3.12 --implementation cp $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt
+	touch $@
+
+test: $(VENV)/.installed $(WHEELHOUSE)/.done
+	$(PY) -m pytest
+
+demo: $(VENV)/.installed
+	$(PY) -m fashion_pipeline.demo
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
+
+synth: $(VENV)/.installed $(WHEELHOUSE)/.done
+	$(PY) app.py
+
+clean:
+	rm -rf build cdk.out demo-output .pytest_cache

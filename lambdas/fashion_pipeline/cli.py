@@ -1,0 +1,159 @@
+"""The ``fashion-pipeline`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from .convert import convert_annotation, error_rejection
+from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
+from .manifest import ManifestAssembler, write_report
+from .records import AnnotationError, Rejection
+from .sources import InputError, LocalImages, load_labels, open_source
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent when stderr is not one."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, label: str = "converting") -> None:
+        self.total = max(total, 1)
+        self.stream = stream
+        self.label = label
+        self.enabled = stream.isatty()
+        self.done = 0
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
+            self._last = now
+            width = 30
+            filled = int(width * min(self.done, self.total) / self.total)
+            rate = self.done / max(now - self._start, 1e-9)
+            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:,.0f}/s")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def convert(args: argparse.Namespace) -> dict[str, Any]:
+    source = open_source(args.annotations)
+    images = LocalImages(args.images, args.image_uri)
+    if args.labels:
+        mapping = load_labels(args.labels)
+    else:
+        mapping = dict(DEFAULT_MAPPING) if source.categories is None else {}
+    categories = source.categories
+    try:
+        catalogue = LabelCatalogue(mapping=mapping, **({"categories": categories} if categories else {}))
+    except LabelMappingError as exc:
+        raise InputError(f"{args.labels or 'label mapping'}: {exc}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(source.total)
+    started = time.monotonic()
+    with ManifestAssembler(catalogue, test_fraction=args.test_fraction, seed=args.seed, workdir=str(out)) as assembler:
+        for item, created in source:
+            if isinstance(item, Rejection):
+                assembler.reject(item)
+            elif isinstance(item, AnnotationError):
+                assembler.reject(error_rejection(item, str(source.path)))
+            else:
+                converted = convert_annotation(item, images, created=created)
+                for rejection in converted.rejections:
+                    assembler.reject(rejection)
+                if converted.record is not None:
+                    assembler.add(converted.record)
+            if isinstance(item, Rejection) and item.item is not None:
+                continue  # a dropped COCO annotation is not an image of its own
+            progress.step()
+        progress.close()
+        # Write beside the final names and rename, so a crash never leaves half a manifest.
+        with open(out / "train.manifest.part", "wb") as train, open(out / "test.manifest.part", "wb") as test:
+            summary = assembler.finish(train, test)
+        summary = {"input": {"annotations": str(args.annotations), "kind": source.kind, "images": str(args.images), "image_uri": images.image_uri}, **summary}
+        summary["seconds"] = round(time.monotonic() - started, 3)
+        with open(out / "report.json.part", "w", encoding="utf-8") as report:
+            write_report(report, summary, assembler.iter_rejections())
+    for name in ("train.manifest", "test.manifest", "report.json"):
+        os.replace(out / f"{name}.part", out / name)
+    return summary
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    train, test = summary["train"], summary["test"]
+    rows = [
+        f"annotations in   {summary['annotations_in']:>8}",
+        f"lines out        {summary['lines_out']:>8}   (train {train['images']}, test {test['images']}, test fraction {summary['test_fraction']['actual']:.3f})",
+        "",
+        f"{'label':<24}{'train boxes':>12}{'test boxes':>12}",
+    ]
+    for label in sorted(set(train["boxes"]) | set(test["boxes"]) | set(summary["class_map"].values())):
+        rows.append(f"{label:<24}{train['boxes'].get(label, 0):>12}{test['boxes'].get(label, 0):>12}")
+    rejections = summary["rejections"]
+    rows += ["", f"rejected: {rejections['images']} images, {rejections['boxes']} boxes"]
+    for reason, count in rejections["by_reason"].items():
+        rows.append(f"  {reason:<28}{count:>8}")
+    for side, note in summary.get("downsampled", {}).items():
+        rows.append(f"{side} down-sampled from {note['from']} to {note['to']} lines ({note['stratified_by']})")
+    return "\n".join(rows)
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError("must be at least 0 and below 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fashion-pipeline", description="DeepFashion2/COCO to Amazon Rekognition Custom Labels.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    c = commands.add_parser("convert", help="convert annotations into train/test manifests and a report")
+    c.add_argument("annotations", help="a folder or .zip of DeepFashion2 JSON files, a COCO .json, or a .jsonl file")
+    c.add_argument("--images", required=True, help="folder holding the images")
+    c.add_argument("--image-uri", required=True, help="s3://BUCKET/PREFIX/ where the images are (or will be) uploaded")
+    c.add_argument("--out", required=True, help="output folder for train.manifest, test.manifest and report.json")
+    c.add_argument("--test-fraction", type=_fraction, default=0.2)
+    c.add_argument("--labels", help="JSON object mapping category names to labels (null excludes a category)")
+    c.add_argument("--seed", type=int, default=0, help="changes which pair ids go to test")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+
+    s = commands.add_parser("sample", help="generate a DeepFashion2-format sample dataset")
+    s.add_argument("out")
+    s.add_argument("--images", type=int, default=40)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--defects", action="store_true", help="add one input for each rejection reason")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "convert":
+            summary = convert(args)
+            print(json.dumps(summary, indent=2) if args.json else summary_table(summary))
+        elif args.command == "sample":
+            from .sample import generate
+
+            sample = generate(args.out, images=args.images, seed=args.seed, defects=args.defects)
+            print(f"wrote {len(sample.files)} annotation files to {sample.annotations} and images to {sample.images}")
+    except InputError as exc:
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""DeepFashion2 annotations: one JSON file per image, ``000001.json`` beside ``000001.jpg``.
+
+Each file holds the image-level ``source`` and ``pair_id`` and one ``itemN`` object per
+garment (``category_id``, ``bounding_box`` as ``[x1, y1, x2, y2]``, landmarks, segmentation,
+style, scale, occlusion, zoom_in, viewpoint). Only the id, the box and ``pair_id`` matter here;
+the category name is taken from the id, because the files' names ("short sleeve top") are
+not the catalogue's ("short_sleeved_shirt").
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Iterator
+
+from .labels import CATEGORY_NAMES
+from .records import AnnotationError, ImageAnnotation, SourceBox
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+_ITEM_KEY = re.compile(r"^item(\d+)$")
+
+
+def image_candidates(stem: str) -> tuple[str, ...]:
+    return tuple(stem + ext for ext in IMAGE_EXTENSIONS)
+
+
+def parse_document(document: Any, *, source: str, image_candidates: tuple[str, ...]) -> ImageAnnotation:
+    """One DeepFashion2 annotation object -> ImageAnnotation. Raises AnnotationError."""
+    if not isinstance(document, dict):
+        raise AnnotationError("not_an_annotation", "expected a JSON object with item1, item2, ...")
+    items = sorted(
+        ((int(match.group(1)), key) for key in document if (match := _ITEM_KEY.match(key))),
+    )
+    if not items and "pair_id" not in document and "source" not in document:
+        raise AnnotationError("not_an_annotation", "no DeepFashion2 fields (source, pair_id, itemN)")
+    pair_id = document.get("pair_id")
+    boxes = []
+    for _, key in items:
+        item = document[key]
+        if not isinstance(item, dict):
+            boxes.append(SourceBox(key, None, None, None))
+            continue
+        category_id = item.get("category_id")
+        category = CATEGORY_NAMES.get(category_id) if isinstance(category_id, int) and not isinstance(category_id, bool) else None
+        boxes.append(SourceBox(key, category, category_id, item.get("bounding_box")))
+    return ImageAnnotation(
+        source=source,
+        image_candidates=image_candidates,
+        pair_id=None if pair_id is None else str(pair_id),
+        boxes=boxes,
+    )
+
+
+def parse_file(data: bytes, *, source: str, stem: str) -> ImageAnnotation:
+    """A per-image annotation file's bytes -> ImageAnnotation. Raises AnnotationError."""
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AnnotationError("invalid_json", f"not valid JSON: {exc}") from None
+    return parse_document(document, source=source, image_candidates=image_candidates(stem))
+
+
+def iter_jsonl(lines: Iterator[bytes], *, source: str) -> Iterator[ImageAnnotation | AnnotationError]:
+    """JSON Lines of DeepFashion2 records, each with an ``image`` (file name) key.
+
+    Yields an ImageAnnotation per good line and an AnnotationError (with ``source`` naming
+    the line) per bad one, so one bad line does not lose the rest.
+    """
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source}#line{number}"
+        try:
+            document = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            yield AnnotationError("invalid_json", f"line {number} is not valid JSON: {exc}", where)
+            continue
+        image = document.get("image") if isinstance(document, dict) else None
+        if not isinstance(image, str) or not image:
+            yield AnnotationError("not_an_annotation", f"line {number} has no 'image' file name", where)
+            continue
+        try:
+            candidates = (image,) if image.lower().endswith(IMAGE_EXTENSIONS) else image_candidates(image)
+            yield parse_document(document, source=where, image_candidates=candidates)
+        except AnnotationError as exc:
+            exc.source = where
+            yield exc

@@ -1,0 +1,204 @@
+"""Annotation and record types, and the per-image conversion rules.
+
+An ``ImageAnnotation`` is what a reader (DeepFashion2, COCO) found for one image; a
+``Record`` is that image once its header has been probed and its boxes clipped: the unit
+that fragments store and that manifests are assembled from. Boxes keep canonical category
+names, so the label mapping is applied at assembly and can change without re-conversion.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from .images import ImageError, ImageInfo, check_rules
+
+MIN_BOX_SIDE = 1  # a box this thin (or thinner) after clipping teaches nothing
+
+
+class AnnotationError(Exception):
+    """An annotation file or record that cannot be read; ``reason`` is a report code."""
+
+    def __init__(self, reason: str, detail: str, source: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.source = source  # where it was found, when more precise than the file
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One line of the report: something from the input that is not in a manifest."""
+
+    source: str  # the annotation file (or object) it came from
+    image: str | None
+    reason: str
+    detail: str
+    item: str | None = None  # set for a dropped box whose image may still be in a manifest
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"source": self.source, "image": self.image, "reason": self.reason, "detail": self.detail}
+        if self.item is not None:
+            out["item"] = self.item
+        out["level"] = "box" if self.item is not None else "image"
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Rejection":
+        return cls(data["source"], data.get("image"), data["reason"], data.get("detail", ""), data.get("item"))
+
+
+@dataclass(slots=True)
+class SourceBox:
+    item: str  # "item2" in DeepFashion2, "annotation 17" in COCO
+    category: str | None  # canonical name, None when the id is unknown
+    category_id: Any
+    xyxy: Any  # [x1, y1, x2, y2] as read; validated by build_record
+
+
+@dataclass(slots=True)
+class ImageAnnotation:
+    source: str
+    image_candidates: tuple[str, ...]  # file names to look for, first found wins
+    pair_id: str | None
+    boxes: list[SourceBox] = field(default_factory=list)
+
+    @property
+    def image(self) -> str:
+        return self.image_candidates[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    category: str
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    source: str
+    image_uri: str
+    width: int
+    height: int
+    depth: int
+    pair_id: str | None
+    boxes: tuple[Box, ...]
+    created: str  # ISO date the annotation was made (its file's timestamp)
+
+    @property
+    def image_name(self) -> str:
+        return self.image_uri.rsplit("/", 1)[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "image_uri": self.image_uri,
+            "width": self.width,
+            "height": self.height,
+            "depth": self.depth,
+            "pair_id": self.pair_id,
+            "created": self.created,
+            "boxes": [[b.category, b.left, b.top, b.width, b.height] for b in self.boxes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Record":
+        return cls(
+            source=data["source"],
+            image_uri=data["image_uri"],
+            width=int(data["width"]),
+            height=int(data["height"]),
+            depth=int(data["depth"]),
+            pair_id=data.get("pair_id"),
+            created=data["created"],
+            boxes=tuple(Box(c, int(l), int(t), int(w), int(h)) for c, l, t, w, h in data["boxes"]),
+        )
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError
+    return float(value)
+
+
+def clip_box(xyxy: Any, width: int, height: int) -> tuple[int, int, int, int]:
+    """[x1, y1, x2, y2] in pixels -> (left, top, width, height) clipped to the image.
+
+    Raises AnnotationError with the reason for a box that cannot be used.
+    """
+    try:
+        if not isinstance(xyxy, (list, tuple)) or len(xyxy) != 4:
+            raise ValueError
+        x1, y1, x2, y2 = (_number(v) for v in xyxy)
+    except ValueError:
+        raise AnnotationError("box_invalid", f"bounding box {xyxy!r} is not four numbers") from None
+    if x2 < x1 or y2 < y1:
+        raise AnnotationError("box_invalid", f"bounding box {xyxy!r} has x2 < x1 or y2 < y1")
+    left, top = round(max(0.0, min(x1, width))), round(max(0.0, min(y1, height)))
+    right, bottom = round(max(0.0, min(x2, width))), round(max(0.0, min(y2, height)))
+    if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
+        raise AnnotationError("box_outside_image", f"bounding box {xyxy!r} lies outside the {width}x{height} image")
+    if right - left <= MIN_BOX_SIDE or bottom - top <= MIN_BOX_SIDE:
+        raise AnnotationError(
+            "box_too_small",
+            f"bounding box {xyxy!r} is {right - left}x{bottom - top} px inside the image; more than {MIN_BOX_SIDE} px needed",
+        )
+    return left, top, right - left, bottom - top
+
+
+def build_record(
+    annotation: ImageAnnotation,
+    image_uri: str,
+    info: ImageInfo,
+    file_bytes: int,
+    created: str,
+) -> tuple[Record | None, list[Rejection]]:
+    """Apply the image rules and clip the boxes of one annotated image.
+
+    Returns the record (None when the image itself is rejected) and every rejection.
+    """
+    image_name = image_uri.rsplit("/", 1)[-1]
+    try:
+        check_rules(info, file_bytes)
+    except ImageError as exc:
+        return None, [Rejection(annotation.source, image_name, exc.reason, exc.detail)]
+    rejections: list[Rejection] = []
+    boxes: list[Box] = []
+    for box in annotation.boxes:
+        if box.category is None:
+            rejections.append(
+                Rejection(annotation.source, image_name, "unknown_category", f"category_id {box.category_id!r} is not in the catalogue", box.item)
+            )
+            continue
+        try:
+            left, top, width, height = clip_box(box.xyxy, info.width, info.height)
+        except AnnotationError as exc:
+            rejections.append(Rejection(annotation.source, image_name, exc.reason, exc.detail, box.item))
+            continue
+        boxes.append(Box(box.category, left, top, width, height))
+    record = Record(
+        source=annotation.source,
+        image_uri=image_uri,
+        width=info.width,
+        height=info.height,
+        depth=info.depth,
+        pair_id=annotation.pair_id,
+        boxes=tuple(boxes),
+        created=created,
+    )
+    return record, rejections
+
+
+def image_rejection(annotation: ImageAnnotation, error: ImageError | AnnotationError, image: str | None = None) -> Rejection:
+    return Rejection(annotation.source, image or annotation.image, error.reason, error.detail)
+
+
+def count_reasons(rejections: Iterable[Rejection]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rejection in rejections:
+        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+    return counts

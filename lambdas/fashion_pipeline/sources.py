@@ -1,0 +1,169 @@
+"""Local inputs for the CLI: a folder or .zip of DeepFashion2 files, a COCO file, JSON Lines."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from .coco import CocoFile
+from .convert import OpenedImage
+from .deepfashion2 import iter_jsonl, parse_file
+from .labels import CANONICAL_NAMES
+from .records import AnnotationError, ImageAnnotation, Rejection
+
+Item = tuple[ImageAnnotation | AnnotationError | Rejection, str]
+"""What a source yields: an annotation (or why there is none) and its creation date."""
+
+
+def iso_timestamp(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class InputError(Exception):
+    """The ANNOTATIONS argument itself is unusable (not a per-file problem)."""
+
+
+@dataclass
+class AnnotationSource:
+    """An iterable of annotations with a known count, for progress and for the report."""
+
+    path: Path
+    kind: str  # "folder", "zip", "coco", "jsonl", "file"
+    total: int
+    categories: frozenset[str] | None = None  # a COCO file's own catalogue, when it has one
+    _coco: CocoFile | None = None
+
+    def __iter__(self) -> Iterator[Item]:
+        if self.kind == "folder":
+            yield from _iter_folder(self.path)
+        elif self.kind == "zip":
+            yield from _iter_zip(self.path)
+        elif self.kind == "coco":
+            created = iso_timestamp(self.path.stat().st_mtime)
+            assert self._coco is not None
+            for orphan in self._coco.orphans:
+                yield orphan, created
+            for item in self._coco:
+                yield item, created
+        elif self.kind == "jsonl":
+            created = iso_timestamp(self.path.stat().st_mtime)
+            with self.path.open("rb") as handle:
+                for item in iter_jsonl(handle, source=self.path.name):
+                    yield item, created
+        else:
+            yield _parse_one(self.path.name, self.path.stem, self.path.read_bytes()), iso_timestamp(self.path.stat().st_mtime)
+
+
+def open_source(path: str | os.PathLike[str]) -> AnnotationSource:
+    path = Path(path)
+    if path.is_dir():
+        return AnnotationSource(path, "folder", sum(1 for entry in os.scandir(path) if entry.is_file()))
+    if not path.is_file():
+        raise InputError(f"{path}: no such file or folder")
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return AnnotationSource(path, "zip", sum(1 for info in archive.infolist() if not info.is_dir()))
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        with path.open("rb") as handle:
+            return AnnotationSource(path, "jsonl", sum(1 for line in handle if line.strip()))
+    if path.suffix.lower() == ".json":
+        data = path.read_bytes()
+        try:
+            coco = CocoFile(data, source=path.name)
+        except AnnotationError as exc:
+            if exc.reason == "invalid_json":
+                raise InputError(f"{path}: {exc.detail}") from None
+            return AnnotationSource(path, "file", 1)  # a single DeepFashion2 file
+        categories = coco.category_names
+        return AnnotationSource(path, "coco", len(coco), None if categories <= CANONICAL_NAMES else categories, coco)
+    raise InputError(f"{path}: expected a folder, a .zip, a COCO .json or a .jsonl file")
+
+
+def _parse_one(source: str, stem: str, data: bytes) -> ImageAnnotation | AnnotationError:
+    try:
+        return parse_file(data, source=source, stem=stem)
+    except AnnotationError as exc:
+        exc.source = source
+        return exc
+
+
+def _unsupported(source: str) -> Rejection:
+    return Rejection(source, None, "unsupported_file", "not a .json annotation file")
+
+
+def _iter_folder(folder: Path) -> Iterator[Item]:
+    for name in sorted(entry.name for entry in os.scandir(folder) if entry.is_file()):
+        path = folder / name
+        created = iso_timestamp(path.stat().st_mtime)
+        if not name.lower().endswith(".json"):
+            yield _unsupported(name), created
+            continue
+        yield _parse_one(name, name[:-5], path.read_bytes()), created
+
+
+def _iter_zip(archive_path: Path) -> Iterator[Item]:
+    with zipfile.ZipFile(archive_path) as archive:
+        for info in sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename):
+            source = f"{archive_path.name}/{info.filename}"
+            created = dt.datetime(*info.date_time).strftime("%Y-%m-%dT%H:%M:%S")
+            if not info.filename.lower().endswith(".json"):
+                yield _unsupported(source), created
+                continue
+            stem = os.path.basename(info.filename)[:-5]
+            try:
+                data = archive.read(info)
+            except (zipfile.BadZipFile, OSError) as exc:
+                yield AnnotationError("invalid_archive_member", f"cannot be read from the archive: {exc}", source), created
+                continue
+            yield _parse_one(source, stem, data), created
+
+
+class LocalImages:
+    """Images in a local folder, published under an ``s3://bucket/prefix/`` URI."""
+
+    def __init__(self, folder: str | os.PathLike[str], image_uri: str) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError(f"{self.folder}: images folder not found")
+        self.image_uri = normalise_image_uri(image_uri)
+
+    def describe(self) -> str:
+        return str(self.folder)
+
+    def open(self, candidates: tuple[str, ...]) -> OpenedImage | None:
+        for name in candidates:
+            path = self.folder / name
+            try:
+                size = path.stat().st_size
+            except OSError:
+                continue
+
+            def read_at(offset: int, length: int, path: Path = path) -> bytes:
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    return handle.read(length)
+
+            return OpenedImage(name, self.image_uri + name, size, read_at)
+        return None
+
+
+def normalise_image_uri(uri: str) -> str:
+    if not uri.startswith("s3://") or len(uri.split("/", 3)[2]) < 3:
+        raise InputError(f"--image-uri {uri!r}: expected s3://BUCKET/PREFIX/")
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def load_labels(path: str | os.PathLike[str]) -> dict[str, str | None]:
+    """A --labels file: a JSON object mapping category names to labels (null excludes)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the label mapping ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the label mapping must be a JSON object of category -> label or null")
+    return data
