@@ -17,6 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .images import ImageError, probe_file
 from .labels import CATEGORY_NAMES
 
 # The dataset's own spelling, which the catalogue deliberately does not use.
@@ -179,3 +180,53 @@ def _write_defects(sample: SampleSet, rng: random.Random, start: int) -> None:
     (sample.annotations / "README.txt").write_text("not an annotation\n")
     sample.files.append("README.txt")
     sample.defects["README.txt"] = "unsupported_file"
+
+
+# Offsets of each category's landmarks in the 294-point COCO keypoint vector.
+_KEYPOINT_OFFSETS = [0, 25, 58, 89, 128, 143, 158, 168, 182, 190, 219, 256, 275, 294]
+
+
+def to_coco(sample: SampleSet) -> dict:
+    """The sample as DeepFashion2's ``deepfashion2_to_coco.py`` writes it.
+
+    Snake_case category names, empty ``date_captured``, ``bbox`` as [x, y, w, h], and 294x3
+    keypoints per annotation. Defect files that are not valid annotations are skipped.
+    """
+    images, annotations = [], []
+    for number, name in enumerate(sorted(sample.files), start=1):
+        try:
+            annotation = json.loads((sample.annotations / name).read_text())
+        except ValueError:
+            continue
+        stem = name[:-5]
+        found = [p for p in (sample.images / f"{stem}.jpg", sample.images / f"{stem}.png") if p.exists()]
+        file_name = found[0].name if found else f"{stem}.jpg"
+        try:
+            width, height = _size(found[0]) if found else (0, 0)
+        except ImageError:
+            width, height = 0, 0
+        images.append({"coco_url": "", "date_captured": "", "file_name": file_name, "flickr_url": "", "id": number, "license": 0, "width": width, "height": height})
+        for key in sorted((k for k in annotation if k.startswith("item")), key=lambda k: int(k[4:])):
+            item = annotation[key]
+            x1, y1, x2, y2 = item["bounding_box"]
+            category = item["category_id"]
+            points = [0] * (294 * 3)
+            if category in LANDMARKS:
+                start = _KEYPOINT_OFFSETS[category - 1]
+                points[start * 3 : start * 3 + len(item["landmarks"])] = item["landmarks"]
+            annotations.append({
+                "area": (x2 - x1) * (y2 - y1), "bbox": [x1, y1, x2 - x1, y2 - y1], "category_id": category,
+                "id": len(annotations) + 1, "pair_id": annotation["pair_id"], "image_id": number, "iscrowd": 0,
+                "style": item["style"], "num_keypoints": sum(1 for v in item["landmarks"][2::3] if v > 0),
+                "keypoints": points, "segmentation": item["segmentation"],
+            })
+    categories = [
+        {"id": cid, "name": name, "supercategory": "clothes", "keypoints": [str(i) for i in range(1, 295)], "skeleton": []}
+        for cid, name in sorted(CATEGORY_NAMES.items())
+    ]
+    return {"info": {}, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
+
+
+def _size(path: Path) -> tuple[int, int]:
+    info, _ = probe_file(path)
+    return info.width, info.height

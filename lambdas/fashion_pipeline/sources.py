@@ -35,6 +35,7 @@ class AnnotationSource:
     path: Path
     kind: str  # "folder", "zip", "coco", "jsonl", "file"
     total: int
+    name: str  # how reports name it: the file name, or the S3 key it was downloaded from
     categories: frozenset[str] | None = None  # a COCO file's own catalogue, when it has one
     _coco: CocoFile | None = None
 
@@ -42,7 +43,7 @@ class AnnotationSource:
         if self.kind == "folder":
             yield from _iter_folder(self.path)
         elif self.kind == "zip":
-            yield from _iter_zip(self.path)
+            yield from _iter_zip(self.path, self.name)
         elif self.kind == "coco":
             created = iso_timestamp(self.path.stat().st_mtime)
             assert self._coco is not None
@@ -53,34 +54,36 @@ class AnnotationSource:
         elif self.kind == "jsonl":
             created = iso_timestamp(self.path.stat().st_mtime)
             with self.path.open("rb") as handle:
-                for item in iter_jsonl(handle, source=self.path.name):
+                for item in iter_jsonl(handle, source=self.name):
                     yield item, created
         else:
-            yield _parse_one(self.path.name, self.path.stem, self.path.read_bytes()), iso_timestamp(self.path.stat().st_mtime)
+            stem = os.path.basename(self.name).rsplit(".", 1)[0]
+            yield _parse_one(self.name, stem, self.path.read_bytes()), iso_timestamp(self.path.stat().st_mtime)
 
 
-def open_source(path: str | os.PathLike[str]) -> AnnotationSource:
+def open_source(path: str | os.PathLike[str], name: str | None = None) -> AnnotationSource:
+    """Recognise what ``path`` holds; ``name`` (default: the file name) is what reports say."""
     path = Path(path)
+    name = name or path.name
     if path.is_dir():
-        return AnnotationSource(path, "folder", sum(1 for entry in os.scandir(path) if entry.is_file()))
+        return AnnotationSource(path, "folder", sum(1 for entry in os.scandir(path) if entry.is_file()), name)
     if not path.is_file():
         raise InputError(f"{path}: no such file or folder")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            return AnnotationSource(path, "zip", sum(1 for info in archive.infolist() if not info.is_dir()))
+            return AnnotationSource(path, "zip", sum(1 for info in archive.infolist() if not info.is_dir()), name)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         with path.open("rb") as handle:
-            return AnnotationSource(path, "jsonl", sum(1 for line in handle if line.strip()))
+            return AnnotationSource(path, "jsonl", sum(1 for line in handle if line.strip()), name)
     if path.suffix.lower() == ".json":
         data = path.read_bytes()
         try:
-            coco = CocoFile(data, source=path.name)
-        except AnnotationError as exc:
-            if exc.reason == "invalid_json":
-                raise InputError(f"{path}: {exc.detail}") from None
-            return AnnotationSource(path, "file", 1)  # a single DeepFashion2 file
+            coco = CocoFile(data, source=name)
+        except AnnotationError:
+            # Not COCO: a single DeepFashion2 file, whose own problems the report will name.
+            return AnnotationSource(path, "file", 1, name)
         categories = coco.category_names
-        return AnnotationSource(path, "coco", len(coco), None if categories <= CANONICAL_NAMES else categories, coco)
+        return AnnotationSource(path, "coco", len(coco), name, None if categories <= CANONICAL_NAMES else categories, coco)
     raise InputError(f"{path}: expected a folder, a .zip, a COCO .json or a .jsonl file")
 
 
@@ -106,10 +109,10 @@ def _iter_folder(folder: Path) -> Iterator[Item]:
         yield _parse_one(name, name[:-5], path.read_bytes()), created
 
 
-def _iter_zip(archive_path: Path) -> Iterator[Item]:
+def _iter_zip(archive_path: Path, name: str) -> Iterator[Item]:
     with zipfile.ZipFile(archive_path) as archive:
         for info in sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename):
-            source = f"{archive_path.name}/{info.filename}"
+            source = f"{name}/{info.filename}"
             created = dt.datetime(*info.date_time).strftime("%Y-%m-%dT%H:%M:%S")
             if not info.filename.lower().endswith(".json"):
                 yield _unsupported(source), created
