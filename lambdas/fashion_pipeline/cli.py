@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from .aws.stack import StackNotFound
 from .convert import convert_annotation, error_rejection
 from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
 from .manifest import ManifestAssembler, write_report
@@ -130,12 +131,41 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="changes which pair ids go to test")
     c.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
 
+    r = commands.add_parser("reprocess", help="re-run conversion of every annotation object of a dataset")
+    r.add_argument("--dataset", required=True)
+    _stack_arguments(r)
+
     s = commands.add_parser("sample", help="generate a DeepFashion2-format sample dataset")
     s.add_argument("out")
     s.add_argument("--images", type=int, default=40)
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--defects", action="store_true", help="add one input for each rejection reason")
     return parser
+
+
+def _stack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", default="FashionPipeline", help="the deployed stack whose outputs name the resources")
+    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
+
+
+def _session(args: argparse.Namespace) -> Any:
+    import boto3  # only the commands that talk to AWS need the SDK
+
+    return boto3.Session(region_name=args.region) if args.region else boto3.Session()
+
+
+def reprocess(args: argparse.Namespace) -> int:
+    from .aws.reprocess import reprocess_dataset
+    from .aws.stack import stack_outputs
+
+    session = _session(args)
+    outputs = stack_outputs(session, args.stack)
+    count = reprocess_dataset(
+        session.client("s3"), session.client("sqs"), bucket=outputs["DatasetBucketName"],
+        queue_url=outputs["AnnotationQueueUrl"], dataset=args.dataset,
+    )
+    print(f"re-enqueued {count} annotation objects of dataset {args.dataset!r}")
+    return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,7 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             sample = generate(args.out, images=args.images, seed=args.seed, defects=args.defects)
             print(f"wrote {len(sample.files)} annotation files to {sample.annotations} and images to {sample.images}")
-    except InputError as exc:
+        elif args.command == "reprocess":
+            reprocess(args)
+    except (InputError, StackNotFound) as exc:
         print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -170,3 +170,27 @@ def test_headers_are_probed_with_ranged_gets(aws):
     assert starts == sorted(starts) and starts[-1] > 190_000  # hopped to the far frame header
     assert all(int(r.split("-")[1]) - int(r[6:].split("-")[0]) < FIRST_READ for r in jpeg_ranges)
     assert log.bytes < 30_000 < len(far)
+
+
+def test_reprocess_reenqueues_every_annotation_object_and_they_convert(aws, sample_set):
+    import boto3
+
+    from fashion_pipeline.aws.reprocess import reprocess_dataset
+
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="annotations")["QueueUrl"]
+    names = sample_set.files[:12]
+    for name in names:
+        put(aws, f"annotations/demo/{name}", (sample_set.annotations / name).read_bytes())
+    put(aws, "annotations/other/x.json", b"{}")
+    # Annotations first, images later: the first pass reports them missing.
+    invoke(*(s3_event(f"annotations/demo/{n}") for n in names[:2]))
+    assert report(aws, "reports/demo/000001.json.json")["rejected"][0]["reason"] == "image_missing"
+    upload_images(aws, sample_set)
+    assert reprocess_dataset(aws, sqs, bucket=DATASET_BUCKET, queue_url=queue_url, dataset="demo") == 12
+    messages = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+        messages += batch
+    assert len(messages) == 12
+    assert invoke(*(m["Body"] for m in messages)) == {"batchItemFailures": []}
+    assert report(aws, "reports/demo/000001.json.json")["records"] == 1
