@@ -11,9 +11,9 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 from fashion_pipeline.aws.s3 import RequestLog, S3ImageStore, download
@@ -22,7 +22,7 @@ from fashion_pipeline.records import AnnotationError, Rejection
 from fashion_pipeline.sources import open_source
 
 ANNOTATIONS_PREFIX = "annotations/"
-CHUNK = 256  # annotations in flight at once: bounds memory whatever the object's size
+WINDOW_PER_THREAD = 4  # annotations in flight per probing thread
 
 
 class UnsupportedObject(Exception):
@@ -142,17 +142,26 @@ def convert_object(
 
 
 def _convert_all(source: Any, images: S3ImageStore, concurrency: int) -> Iterator[Converted]:
-    """Probe images concurrently, in bounded chunks, yielding results in input order."""
-    items = iter(source)
+    """Probe images concurrently, yielding results in input order.
+
+    A sliding window of pending work (a few per thread) keeps every thread busy without a
+    barrier between chunks, and bounds memory whatever the object's size.
+    """
+    window = max(1, concurrency) * WINDOW_PER_THREAD
+    pending: deque[Any] = deque()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        while chunk := list(islice(items, CHUNK)):
-            jobs = []
-            for item, created in chunk:
-                if isinstance(item, Rejection):
-                    jobs.append(Converted(None, [item]))
-                elif isinstance(item, AnnotationError):
-                    jobs.append(Converted(None, [error_rejection(item, source.name)]))
-                else:
-                    jobs.append(pool.submit(convert_annotation, item, images, created=created))
-            for job in jobs:
-                yield job if isinstance(job, Converted) else job.result()
+        for item, created in source:
+            if isinstance(item, Rejection):
+                pending.append(Converted(None, [item]))
+            elif isinstance(item, AnnotationError):
+                pending.append(Converted(None, [error_rejection(item, source.name)]))
+            else:
+                pending.append(pool.submit(convert_annotation, item, images, created=created))
+            while len(pending) >= window:
+                yield _result(pending.popleft())
+        while pending:
+            yield _result(pending.popleft())
+
+
+def _result(job: Any) -> Converted:
+    return job if isinstance(job, Converted) else job.result()

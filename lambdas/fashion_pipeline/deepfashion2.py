@@ -16,7 +16,7 @@ from typing import Any, Iterator
 from .labels import CATEGORY_NAMES
 from .records import AnnotationError, ImageAnnotation, SourceBox
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")  # DeepFashion2 ships .jpg; .png is the common other
 _ITEM_KEY = re.compile(r"^item(\d+)$")
 
 

@@ -40,20 +40,33 @@ class S3ImageStore:
         self.bucket = bucket
         self.prefix = prefix
         self.log = log or RequestLog()
+        self._hits: dict[str, int] = {}
+        self._hits_lock = Lock()
 
     def describe(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def _get(self, key: str, offset: int, length: int) -> tuple[bytes, int]:
         byte_range = f"bytes={offset}-{offset + length - 1}"
-        response = self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key, Range=byte_range)
+        except ClientError:
+            self.log.add(key, byte_range, 0)  # a 404 is a billed request and a round trip too
+            raise
         data = response["Body"].read()
         self.log.add(key, byte_range, len(data))
         total = int(response.get("ContentRange", "/0").rsplit("/", 1)[-1] or 0) or response.get("ContentLength", len(data))
         return data, total
 
+    def _ordered(self, candidates: tuple[str, ...]) -> list[str]:
+        """Most successful extension first: a dataset is usually all .jpg or all .png, so after
+        the first hits a lookup costs one GET instead of one per wrong guess."""
+        with self._hits_lock:
+            hits = dict(self._hits)
+        return sorted(candidates, key=lambda name: -hits.get(os.path.splitext(name)[1].lower(), 0))
+
     def open(self, candidates: tuple[str, ...]) -> OpenedImage | None:
-        for name in candidates:
+        for name in self._ordered(candidates):
             key = self.prefix + name
             try:
                 first, size = self._get(key, 0, FIRST_READ)
@@ -64,6 +77,10 @@ class S3ImageStore:
                 if code == "InvalidRange":  # only an empty object has no byte 0
                     raise ImageError("image_corrupt", f"s3://{self.bucket}/{key} is empty") from None
                 raise
+
+            with self._hits_lock:
+                extension = os.path.splitext(name)[1].lower()
+                self._hits[extension] = self._hits.get(extension, 0) + 1
 
             def read_at(offset: int, length: int, key: str = key, first: bytes = first) -> bytes:
                 if offset + length <= len(first) or (offset < len(first) and len(first) < FIRST_READ):

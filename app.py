@@ -1,0 +1,53 @@
+#!/usr/bin/env python3
+"""CDK entry point: `cdk deploy` (via cdk.json) or `python app.py` to synthesize into cdk.out/."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+
+from infrastructure.config import CONTEXT_KEY, PipelineConfig
+from infrastructure.nag import add_security_checks
+from infrastructure.stack import FashionPipelineStack
+
+ROOT = Path(__file__).resolve().parent
+STACK_ID = "FashionPipeline"
+
+
+def cdk_json_context() -> dict[str, Any]:
+    """The ``context`` of cdk.json, so that `python app.py` synthesizes what `cdk synth` would.
+
+    The CDK CLI passes this context itself, and CLI values override these defaults.
+    """
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def build_app(*, overrides: Mapping[str, Any] | None = None, outdir: str | None = None) -> cdk.App:
+    """The app with its stack and security checks; ``overrides`` take precedence over all context."""
+    shipped = cdk_json_context()
+    app = cdk.App(context=shipped, post_cli_context=dict(overrides or {}), outdir=outdir)
+    # A partial override (-c) changes only the keys it names.
+    config = PipelineConfig.from_node(app.node, base=shipped.get(CONTEXT_KEY))
+    FashionPipelineStack(
+        app,
+        STACK_ID,
+        config=config,
+        description="DeepFashion2/COCO to Rekognition Custom Labels: storage and annotation ingestion",
+        # Environment-agnostic unless the CLI resolved an account/region from the profile.
+        env=cdk.Environment(
+            account=os.environ.get("CDK_DEFAULT_ACCOUNT"),
+            region=os.environ.get("CDK_DEFAULT_REGION"),
+        ),
+    )
+    cdk.Tags.of(app).add("project", "fashion-pipeline")
+    add_security_checks(app)
+    return app
+
+
+if __name__ == "__main__":
+    build_app(outdir=os.environ.get("CDK_OUTDIR", str(ROOT / "cdk.out"))).synth()

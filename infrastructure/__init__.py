@@ -1,0 +1,1 @@
+"""AWS CDK infrastructure for the fashion pipeline (synthesis-time only; never imported by lambdas/)."""

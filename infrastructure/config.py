@@ -1,0 +1,206 @@
+"""Deployment configuration, read from the CDK context key ``fashion-pipeline:config``.
+
+Defaults live in cdk.json (and, identically, in ``PipelineConfig`` below); any subset of keys
+may be overridden per deployment, e.g.
+``cdk deploy -c 'fashion-pipeline:config={"removalPolicy": "destroy"}'`` (app.py merges the
+override over cdk.json, so keys left out keep their cdk.json values). Validation happens
+before any construct is created so that a typo fails synthesis immediately with the offending
+key in the message, instead of surfacing as a CloudFormation rollback minutes into a deployment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+CONTEXT_KEY = "fashion-pipeline:config"
+
+# CloudWatch Logs accepts only these retention periods.
+VALID_LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)  # fmt: skip
+
+_BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_REMOVAL_POLICIES = ("retain", "destroy")
+
+
+class ConfigError(ValueError):
+    """The ``fashion-pipeline:config`` context is invalid; the message names the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Validated deployment settings. Field names are the snake_case of the context keys."""
+
+    dataset_bucket_name: str | None = None
+    """Bucket users upload images/annotations to; None lets CloudFormation generate a name."""
+    artifacts_bucket_name: str | None = None
+    """Bucket for fragments, reports and training runs; None = generated name."""
+    label_mapping: Mapping[str, str] | None = None
+    """Source category name -> canonical label override; None = the converter's default."""
+    test_fraction: float = 0.2
+    """Share of images held out for evaluation (0 < x < 1)."""
+    converter_batch_size: int = 100
+    """SQS messages per converter invocation (1-10000)."""
+    converter_batch_window_seconds: int = 20
+    """How long SQS gathers a batch (0-300 s); required > 0 when the batch size exceeds 10."""
+    converter_memory_mb: int = 1024
+    converter_timeout_seconds: int = 300
+    converter_reserved_concurrency: int | None = None
+    """Caps parallel converters (None = unreserved account concurrency)."""
+    probe_concurrency: int = 32
+    """Threads the converter uses to probe image objects."""
+    removal_policy: str = "retain"
+    """'retain' keeps buckets on stack deletion; 'destroy' deletes them and their objects."""
+    derived_object_expiration_days: int = 90
+    """Fragments and reports are re-derivable from the dataset, so they expire."""
+    noncurrent_version_expiration_days: int = 30
+    access_log_expiration_days: int = 365
+    log_retention_days: int = 30
+    alarm_email: str | None = None
+    """If set, alarms notify this address through an encrypted SNS topic."""
+
+    @property
+    def destroy_on_removal(self) -> bool:
+        return self.removal_policy == "destroy"
+
+    @property
+    def label_mapping_json(self) -> str:
+        """Value for the converter's LABEL_MAPPING variable ('' = use the default mapping)."""
+        if self.label_mapping is None:
+            return ""
+        return json.dumps(dict(self.label_mapping), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_context(cls, raw: Any, *, base: Mapping[str, Any] | None = None) -> PipelineConfig:
+        """Parse the context value: a mapping, a JSON string (as ``-c`` passes it), or None.
+
+        Keys missing from ``raw`` are taken from ``base``, then from the field defaults.
+        """
+        if raw is None:
+            raw = {}
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{CONTEXT_KEY}: not valid JSON ({exc})") from None
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{CONTEXT_KEY}: must be a JSON object, got {type(raw).__name__}")
+        # Keys beginning with '//' are comments, which JSON itself lacks.
+        values = {
+            k: v for k, v in {**(base or {}), **raw}.items() if not (isinstance(k, str) and k.startswith("//"))
+        }
+        unknown = sorted(set(values) - set(_PARSERS))
+        if unknown:
+            raise ConfigError(
+                f"{CONTEXT_KEY}.{unknown[0]}: unknown key (valid keys: {', '.join(sorted(_PARSERS))})"
+            )
+        kwargs = {}
+        for key, value in values.items():
+            attribute, parse = _PARSERS[key]
+            try:
+                kwargs[attribute] = parse(value)
+            except _Invalid as exc:
+                raise ConfigError(f"{CONTEXT_KEY}.{key}: {exc}, got {value!r}") from None
+        config = cls(**kwargs)
+        config._check_combinations()
+        return config
+
+    @classmethod
+    def from_node(cls, node: Any, *, base: Mapping[str, Any] | None = None) -> PipelineConfig:
+        """Read and validate the config from a construct node's context."""
+        return cls.from_context(node.try_get_context(CONTEXT_KEY), base=base)
+
+    def _check_combinations(self) -> None:
+        # Lambda rejects an SQS event source that batches more than 10 records without a window.
+        if self.converter_batch_size > 10 and self.converter_batch_window_seconds == 0:
+            raise ConfigError(
+                f"{CONTEXT_KEY}.converterBatchWindowSeconds: must be > 0 when "
+                f"converterBatchSize ({self.converter_batch_size}) is greater than 10"
+            )
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _integer(low: int, high: int):
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _Invalid(f"must be an integer between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _optional(parse):
+    def parse_optional(value: Any):
+        return None if value is None else parse(value)
+
+    return parse_optional
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise _Invalid("must be a number strictly between 0 and 1")
+    return float(value)
+
+
+def _bucket_name(value: Any) -> str:
+    if not isinstance(value, str) or not _BUCKET_NAME.match(value):
+        raise _Invalid("must be a valid S3 bucket name (3-63 lowercase letters, digits, '.', '-')")
+    return value
+
+
+def _label_mapping(value: Any) -> Mapping[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+    ):
+        raise _Invalid("must be an object mapping non-empty names to non-empty canonical names")
+    return MappingProxyType(dict(value))
+
+
+def _removal_policy(value: Any) -> str:
+    if value not in _REMOVAL_POLICIES:
+        raise _Invalid(f"must be one of {', '.join(_REMOVAL_POLICIES)}")
+    return value
+
+
+def _log_retention(value: Any) -> int:
+    if isinstance(value, bool) or value not in VALID_LOG_RETENTION_DAYS:
+        raise _Invalid(f"must be one of {', '.join(map(str, VALID_LOG_RETENTION_DAYS))}")
+    return value
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value):
+        raise _Invalid("must be an e-mail address")
+    return value
+
+
+# context key -> (dataclass field, parser); the parser raises _Invalid with the expectation.
+_PARSERS = {
+    "datasetBucketName": ("dataset_bucket_name", _optional(_bucket_name)),
+    "artifactsBucketName": ("artifacts_bucket_name", _optional(_bucket_name)),
+    "labelMapping": ("label_mapping", _optional(_label_mapping)),
+    "testFraction": ("test_fraction", _fraction),
+    "converterBatchSize": ("converter_batch_size", _integer(1, 10_000)),
+    "converterBatchWindowSeconds": ("converter_batch_window_seconds", _integer(0, 300)),
+    "converterMemoryMb": ("converter_memory_mb", _integer(128, 10_240)),
+    # 900 s is Lambda's maximum; the queue's visibility timeout is derived from it.
+    "converterTimeoutSeconds": ("converter_timeout_seconds", _integer(1, 900)),
+    "converterReservedConcurrency": ("converter_reserved_concurrency", _optional(_integer(1, 10_000))),
+    "probeConcurrency": ("probe_concurrency", _integer(1, 256)),
+    "removalPolicy": ("removal_policy", _removal_policy),
+    "derivedObjectExpirationDays": ("derived_object_expiration_days", _integer(1, 3650)),
+    "noncurrentVersionExpirationDays": ("noncurrent_version_expiration_days", _integer(1, 3650)),
+    "accessLogExpirationDays": ("access_log_expiration_days", _integer(1, 3650)),
+    "logRetentionDays": ("log_retention_days", _log_retention),
+    "alarmEmail": ("alarm_email", _optional(_email)),
+}
