@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 LAMBDA_PLATFORMS := --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64
 WHEELHOUSE := build/wheelhouse
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test bench synth clean
+.PHONY: demo test bench synth clean wheelhouse
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +38,5 @@ synth: $(VENV)/.installed $(WHEELHOUSE)/.done
 
 clean:
 	rm -rf build cdk.out demo-output .pytest_cache
+
+wheelhouse: $(WHEELHOUSE)/.done

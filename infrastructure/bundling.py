@@ -50,7 +50,8 @@ PIP_TARGET_ARGS: tuple[str, ...] = (
 
 # Bump to invalidate every cached asset when the bundling logic itself changes.
 _BUNDLER_VERSION = "1"
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
+# fashion_pipeline/local/ is the offline emulation (moto, Custom Labels emulator): never deployed.
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "local")
 _PLACEHOLDER_IMAGE = DockerImage.from_registry("scratch-not-used")
 
 
@@ -172,7 +173,7 @@ def _wheelhouse_wheels() -> list[Path]:
 def _hash_tree(digest: hashlib._Hash, root: Path) -> None:
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root.parent)
-        if not path.is_file() or _IGNORED(str(path.parent), [path.name]) or "__pycache__" in relative.parts:
+        if not path.is_file() or _IGNORED(str(path.parent), [path.name]) or {"__pycache__", "local"} & set(relative.parts):
             continue
         digest.update(f"\0{relative.as_posix()}\0".encode())
         digest.update(path.read_bytes())

@@ -42,10 +42,25 @@ class PipelineConfig:
     """Bucket users upload images/annotations to; None lets CloudFormation generate a name."""
     artifacts_bucket_name: str | None = None
     """Bucket for fragments, reports and training runs; None = generated name."""
-    label_mapping: Mapping[str, str] | None = None
-    """Source category name -> canonical label override; None = the converter's default."""
+    label_mapping: Mapping[str, str | None] | None = None
+    """Category -> label mapping for training (null excludes a category); None = the default
+    (sling -> vest, sling_dress -> vest_dress)."""
     test_fraction: float = 0.2
     """Share of images held out for evaluation (0 < x < 1)."""
+    min_f1: float = 0.0
+    """A trained model is deployed only if its F1 on the test set reaches this."""
+    inference_units: int = 1
+    """Inference units a deployed model runs with (each bills by the hour)."""
+    deploy_after_training: bool = True
+    """Start the model when training passes the F1 gate."""
+    training_poll_seconds: int = 600
+    """How often the workflow checks a training job (training takes hours)."""
+    training_timeout_hours: int = 72
+    """A run that has not finished training after this long fails."""
+    assembler_memory_mb: int = 1024
+    """Memory of the manifest assembly Lambda (250,000 records fit in 1 GB)."""
+    model_parameter_name: str = "/fashion-pipeline/model"
+    """SSM parameter holding the deployed model (read by the inference API)."""
     converter_batch_size: int = 100
     """SQS messages per converter invocation (1-10000)."""
     converter_batch_window_seconds: int = 20
@@ -58,8 +73,8 @@ class PipelineConfig:
     """Threads the converter uses to probe image objects."""
     removal_policy: str = "retain"
     """'retain' keeps buckets on stack deletion; 'destroy' deletes them and their objects."""
-    derived_object_expiration_days: int = 90
-    """Fragments and reports are re-derivable from the dataset, so they expire."""
+    derived_object_expiration_days: int = 365
+    """Training runs' manifests, reports and outputs (runs/) expire after this many days."""
     noncurrent_version_expiration_days: int = 30
     access_log_expiration_days: int = 365
     log_retention_days: int = 30
@@ -71,11 +86,19 @@ class PipelineConfig:
         return self.removal_policy == "destroy"
 
     @property
-    def label_mapping_json(self) -> str:
-        """Value for the converter's LABEL_MAPPING variable ('' = use the default mapping)."""
-        if self.label_mapping is None:
-            return ""
-        return json.dumps(dict(self.label_mapping), sort_keys=True, separators=(",", ":"))
+    def training_defaults_json(self) -> str:
+        """Defaults of every training run (TRAINING_DEFAULTS); a request may override them."""
+        defaults: dict[str, Any] = {
+            "test_fraction": self.test_fraction,
+            "min_f1": self.min_f1,
+            "inference_units": self.inference_units,
+            "deploy": self.deploy_after_training,
+            "poll_seconds": self.training_poll_seconds,
+            "training_timeout_hours": self.training_timeout_hours,
+        }
+        if self.label_mapping is not None:
+            defaults["label_mapping"] = dict(self.label_mapping)
+        return json.dumps(defaults, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_context(cls, raw: Any, *, base: Mapping[str, Any] | None = None) -> PipelineConfig:
@@ -158,12 +181,30 @@ def _bucket_name(value: Any) -> str:
     return value
 
 
-def _label_mapping(value: Any) -> Mapping[str, str]:
+def _label_mapping(value: Any) -> Mapping[str, str | None]:
     if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()
+        isinstance(k, str) and k and (v is None or (isinstance(v, str) and v)) for k, v in value.items()
     ):
-        raise _Invalid("must be an object mapping non-empty names to non-empty canonical names")
+        raise _Invalid("must be an object mapping category names to labels (or null to exclude)")
     return MappingProxyType(dict(value))
+
+
+def _ratio(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise _Invalid("must be a number from 0 to 1")
+    return float(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid("must be true or false")
+    return value
+
+
+def _parameter_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^/[A-Za-z0-9_.\-/]{1,1000}$", value):
+        raise _Invalid("must be an SSM parameter path such as /fashion-pipeline/model")
+    return value
 
 
 def _removal_policy(value: Any) -> str:
@@ -203,4 +244,11 @@ _PARSERS = {
     "accessLogExpirationDays": ("access_log_expiration_days", _integer(1, 3650)),
     "logRetentionDays": ("log_retention_days", _log_retention),
     "alarmEmail": ("alarm_email", _optional(_email)),
+    "minF1": ("min_f1", _ratio),
+    "inferenceUnits": ("inference_units", _integer(1, 100)),
+    "deployAfterTraining": ("deploy_after_training", _boolean),
+    "trainingPollSeconds": ("training_poll_seconds", _integer(60, 3600)),
+    "trainingTimeoutHours": ("training_timeout_hours", _integer(1, 240)),
+    "assemblerMemoryMb": ("assembler_memory_mb", _integer(512, 10_240)),
+    "modelParameterName": ("model_parameter_name", _parameter_name),
 }

@@ -13,44 +13,13 @@ from aws_cdk import aws_s3_notifications as s3_notifications
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infrastructure.bundling import ARCHITECTURE, RUNTIME, python_code
+from infrastructure.functions import ProjectFunction
 from infrastructure.config import PipelineConfig
 from infrastructure.nag import acknowledge, acknowledge_notifications_handler
 from infrastructure.storage import ANNOTATIONS_PREFIX
 
 CONVERTER_HANDLER = "converter.handler.handler"
-METRICS_NAMESPACE = "FashionPipeline"
 MAX_RECEIVE_COUNT = 5
-
-_RETENTION = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
-
-
-def log_retention(days: int) -> logs.RetentionDays:
-    return _RETENTION[days]
-
 
 class Ingestion(Construct):
     """Queue-buffered conversion of every object created under ``annotations/``.
@@ -102,59 +71,25 @@ class Ingestion(Construct):
         )
         acknowledge_notifications_handler(Stack.of(self))
 
-        self.converter_log_group = logs.LogGroup(
-            self,
-            "ConverterLogs",
-            retention=log_retention(config.log_retention_days),
-            removal_policy=removal,
-        )
-        # A dedicated role with inline, resource-scoped statements instead of the
-        # AWSLambdaBasicExecutionRole managed policy (which allows logging to any group).
-        self.converter_role = iam.Role(
-            self,
-            "ConverterRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="Fashion pipeline annotation converter",
-        )
-        self.converter_log_group.grant_write(self.converter_role)
-
-        self.converter = lambda_.Function(
+        converter = ProjectFunction(
             self,
             "Converter",
-            description="Converts uploaded annotations into Rekognition manifest fragments",
-            runtime=RUNTIME,
-            architecture=ARCHITECTURE,
+            config=config,
+            package="converter",
             handler=CONVERTER_HANDLER,
-            code=python_code("converter"),
-            layers=[dependencies],
-            memory_size=config.converter_memory_mb,
+            description="Converts uploaded annotations into Rekognition manifest fragments",
+            dependencies=dependencies,
+            memory_mb=config.converter_memory_mb,
             timeout=timeout,
-            reserved_concurrent_executions=config.converter_reserved_concurrency,
-            tracing=lambda_.Tracing.ACTIVE,
-            role=self.converter_role,
-            log_group=self.converter_log_group,
+            reserved_concurrency=config.converter_reserved_concurrency,
             environment={
-                "DATASET_BUCKET": dataset_bucket.bucket_name,
                 "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
-                "LABEL_MAPPING": config.label_mapping_json,
                 "PROBE_CONCURRENCY": str(config.probe_concurrency),
-                "POWERTOOLS_SERVICE_NAME": "converter",
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                "LOG_LEVEL": "INFO",
             },
         )
-        acknowledge(
-            self.converter,
-            "AwsSolutions-L1",
-            "Python 3.12 is pinned on purpose: the dependency layer is built from cp312 "
-            "aarch64 wheels (Makefile wheelhouse target); upgrade runtime and wheelhouse together.",
-        )
-        acknowledge(
-            self.converter_role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "Active X-Ray tracing: xray:PutTraceSegments and xray:PutTelemetryRecords do not "
-            "support resource-level permissions, so CDK grants them on '*'.",
-        )
+        self.converter = converter.function
+        self.converter_role = converter.role
+        self.converter_log_group = converter.log_group
 
         self.converter.add_event_source(
             event_sources.SqsEventSource(

@@ -1,4 +1,4 @@
-"""Where alarms notify: an encrypted SNS topic with an e-mail subscription."""
+"""Where the pipeline speaks up: one encrypted SNS topic for alarms and training runs."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from infrastructure.config import PipelineConfig
 CLOUDWATCH_PRINCIPAL = "cloudwatch.amazonaws.com"
 
 
-class AlarmTopic(Construct):
-    """SNS topic for alarm notifications, encrypted with a customer-managed key.
+class NotificationTopic(Construct):
+    """SNS topic for alarms and training-run outcomes, encrypted with a customer-managed key.
 
     The AWS-managed SNS key cannot be used: its key policy cannot be changed to let
     CloudWatch encrypt the messages it publishes, so every alarm action would fail.
     """
 
-    def __init__(self, scope: Construct, id: str, *, config: PipelineConfig, email: str) -> None:
+    def __init__(self, scope: Construct, id: str, *, config: PipelineConfig, email: str | None) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
         # Only this account's alarms may publish (the documented aws:SourceArn restriction).
@@ -68,9 +68,15 @@ class AlarmTopic(Construct):
                 conditions=from_own_alarms,
             )
         )
-        self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
         self.action = cloudwatch_actions.SnsAction(self.topic)
 
     def notify(self, *alarms: cloudwatch.IAlarm) -> None:
         for alarm in alarms:
             alarm.add_alarm_action(self.action)
+
+    def grant_publish(self, grantee: iam.IGrantable) -> None:
+        """Publishing to an encrypted topic needs the key too."""
+        self.topic.grant_publish(grantee)
+        self.key.grant(grantee, "kms:Decrypt", "kms:GenerateDataKey*")

@@ -16,9 +16,18 @@ from constructs import Construct
 from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.ingestion import Ingestion
-from infrastructure.monitoring import AlarmTopic
+from infrastructure.monitoring import NotificationTopic
+from infrastructure.training import TrainingWorkflow
 from infrastructure.nag import acknowledge, object_wildcard
-from infrastructure.storage import ANNOTATIONS_PREFIX, FRAGMENTS_PREFIX, IMAGES_PREFIX, REPORTS_PREFIX, Storage
+from infrastructure.storage import (
+    ANNOTATIONS_PREFIX,
+    FRAGMENTS_PREFIX,
+    IMAGES_PREFIX,
+    REPORTS_PREFIX,
+    REQUESTS_PREFIX,
+    RUNS_PREFIX,
+    Storage,
+)
 
 
 class FashionPipelineStack(Stack):
@@ -39,14 +48,61 @@ class FashionPipelineStack(Stack):
         )
         self._grant_converter()
 
-        self.alarm_topic: AlarmTopic | None = None
-        if config.alarm_email:
-            self.alarm_topic = AlarmTopic(self, "Alarms", config=config, email=config.alarm_email)
-            self.alarm_topic.notify(*self.ingestion.alarms)
+        self.notifications = NotificationTopic(self, "Notifications", config=config, email=config.alarm_email)
+        self.notifications.notify(*self.ingestion.alarms)
+
+        self.training = TrainingWorkflow(
+            self,
+            "Training",
+            config=config,
+            dataset_bucket=self.storage.dataset_bucket,
+            artifacts_bucket=self.storage.artifacts_bucket,
+            dependencies=self.python_dependencies,
+            topic=self.notifications.topic,
+        )
+        self._grant_training()
 
         CfnOutput(self, "DatasetBucketName", value=self.storage.dataset_bucket.bucket_name)
         CfnOutput(self, "ArtifactsBucketName", value=self.storage.artifacts_bucket.bucket_name)
+        CfnOutput(self, "AnnotationQueueUrl", value=self.ingestion.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.ingestion.dead_letter_queue.queue_url)
+        CfnOutput(self, "StateMachineArn", value=self.training.state_machine.state_machine_arn)
+        CfnOutput(self, "ModelParameterName", value=self.training.model_parameter.parameter_name)
+        CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
+
+    def _grant_training(self) -> None:
+        """Each workflow function gets the objects of its own step, the machine its topic."""
+        dataset = self.storage.dataset_bucket
+        artifacts = self.storage.artifacts_bucket
+        training = self.training
+        runs = f"{RUNS_PREFIX}*"
+        # Prepare reads training requests; assemble reads fragments and reports and writes a run.
+        iam.Grant.add_to_principal(grantee=training.prepare_function, actions=["s3:GetObject"], resource_arns=[dataset.arn_for_objects(f"{REQUESTS_PREFIX}*")])
+        iam.Grant.add_to_principal(
+            grantee=training.assemble_function, actions=["s3:GetObject"],
+            resource_arns=[artifacts.arn_for_objects(f"{FRAGMENTS_PREFIX}*"), artifacts.arn_for_objects(f"{REPORTS_PREFIX}*")],
+        )
+        for function in (training.assemble_function, training.evaluate_function, training.finish_function):
+            iam.Grant.add_to_principal(grantee=function, actions=["s3:PutObject"], resource_arns=[artifacts.arn_for_objects(runs)])
+        iam.Grant.add_to_principal(grantee=training.assemble_function, actions=["s3:ListBucket"], resource_arns=[artifacts.bucket_arn])
+        # Evaluate reads the summary file Rekognition writes under the run's output prefix.
+        iam.Grant.add_to_principal(grantee=training.evaluate_function, actions=["s3:GetObject"], resource_arns=[artifacts.arn_for_objects(runs)])
+        self.notifications.grant_publish(training.state_machine)
+        grants = [
+            (training.prepare_function, dataset, f"{REQUESTS_PREFIX}*"),
+            (training.assemble_function, artifacts, f"{FRAGMENTS_PREFIX}*"),
+            (training.assemble_function, artifacts, f"{REPORTS_PREFIX}*"),
+            (training.assemble_function, artifacts, runs),
+            (training.evaluate_function, artifacts, runs),
+            (training.finish_function, artifacts, runs),
+        ]
+        for function, bucket, pattern in grants:
+            acknowledge(
+                function.role,
+                object_wildcard(bucket, pattern),
+                f"Runs and datasets are created at run time, so the step needs every key under '{pattern}'; "
+                "the grant is limited to this prefix and to the object actions of the step.",
+            )
 
     def _grant_converter(self) -> None:
         """Read annotations and images, write fragments and reports; nothing else."""

@@ -66,6 +66,8 @@ class Storage(Construct):
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix="dataset/",
             lifecycle_rules=[self._version_cleanup_rule()],
+            # Training requests (requests/<dataset>.json) start runs through EventBridge.
+            event_bridge_enabled=True,
         )
 
         self.artifacts_bucket = s3.Bucket(
@@ -78,14 +80,14 @@ class Storage(Construct):
             server_access_logs_prefix="artifacts/",
             lifecycle_rules=[
                 self._version_cleanup_rule(),
-                # Fragments and reports are re-derivable from the dataset; runs are kept.
-                *(
-                    s3.LifecycleRule(
-                        id=f"ExpireDerived-{prefix.rstrip('/')}",
-                        prefix=prefix,
-                        expiration=Duration.days(config.derived_object_expiration_days),
-                    )
-                    for prefix in (FRAGMENTS_PREFIX, REPORTS_PREFIX)
+                # Fragments and reports are the input of the next training run, so they live as
+                # long as their annotations (replaced versions expire with the rule above).
+                # Old runs' manifests and outputs are not needed again: models keep their own
+                # copy of the data they were trained on.
+                s3.LifecycleRule(
+                    id="ExpireOldRuns",
+                    prefix=RUNS_PREFIX,
+                    expiration=Duration.days(config.derived_object_expiration_days),
                 ),
             ],
         )

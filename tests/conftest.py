@@ -18,3 +18,5 @@ if LAMBDAS not in sys.path:
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "FashionPipelineTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
+
+from tests.synthesis import synthesized  # noqa: E402,F401  (the session's one synthesis, as a fixture)

@@ -266,6 +266,29 @@ class ManifestAssembler:
         self.close()
 
 
+def manifest_problems(summary: dict[str, Any], *, image_prefix: str | None = None, outside: int = 0) -> list[str]:
+    """Reasons Rekognition would refuse these manifests, caught before any money is spent."""
+    problems = []
+    train_labels = set(summary["train"]["boxes"])
+    test_labels = set(summary["test"]["boxes"])
+    if summary["train"]["images"] == 0:
+        problems.append("the training manifest is empty: no image passed the rules (see the report)")
+    elif len(train_labels) < 2:
+        problems.append(f"Rekognition needs at least 2 labels; the training manifest has {len(train_labels)}: {sorted(train_labels)}")
+    if summary["test"]["images"] == 0:
+        problems.append("the test manifest is empty: add images (more pair ids) or raise the test fraction")
+    if test_labels - train_labels:
+        problems.append(f"labels in test but not in train: {sorted(test_labels - train_labels)}")
+    for side in ("train", "test"):
+        if summary[side]["images"] > MAX_LINES_PER_MANIFEST:
+            problems.append(f"the {side} manifest has {summary[side]['images']} lines; the limit is {MAX_LINES_PER_MANIFEST}")
+        if summary[side]["bytes"] > MAX_MANIFEST_BYTES:
+            problems.append(f"the {side} manifest has {summary[side]['bytes']} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    if outside:
+        problems.append(f"{outside} records point at images outside {image_prefix}")
+    return problems
+
+
 def write_report(out: IO[str], summary: dict[str, Any], rejections: Iterator[dict[str, Any]]) -> None:
     """report.json: the summary, then every rejection, streamed (the list can be long)."""
     out.write('{"summary": ')

@@ -13,7 +13,7 @@ from aws_cdk import aws_sqs as sqs
 from cfnlint.api import lint
 
 from infrastructure.nag import add_security_checks
-from tests.infrastructure.conftest import Synthesized
+from tests.synthesis import Synthesized
 
 # cfn-lint warnings accepted on CDK output, each with the reason it is not actionable here.
 ACCEPTED_CFN_LINT_WARNINGS = {
@@ -76,6 +76,8 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
     stack = synthesized.stack
     dataset = synthesized.logical_id(stack.storage.dataset_bucket)
     artifacts = synthesized.logical_id(stack.storage.artifacts_bucket)
+    training = stack.training
+    workflow = (training.prepare_function, training.assemble_function, training.evaluate_function, training.finish_function)
     rules = sorted(rule for _, rule, _ in acknowledgements(synthesized.app))
     assert rules == sorted(
         [
@@ -86,6 +88,16 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
             f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/fragments/*]",
             f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/reports/*]",
             "AwsSolutions-L1",
+            # The training workflow: its state machine and its four functions.
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/fashion-pipeline-*]",
+            *(f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(f)}.Arn>:*]" for f in workflow),
+            *(["AwsSolutions-L1", "AwsSolutions-IAM5[Resource::*]"] * 4),
+            "AwsSolutions-IAM5[Resource::*]",  # the state machine: X-Ray and DescribeProjects
+            f"AwsSolutions-IAM5[Resource::<{dataset}.Arn>/requests/*]",
+            f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/fragments/*]",
+            f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/reports/*]",
+            *([f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/runs/*]"] * 3),
         ]
     )
 

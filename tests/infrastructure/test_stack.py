@@ -16,7 +16,7 @@ import app as cdk_app
 from infrastructure import bundling
 from infrastructure.config import CONTEXT_KEY, ConfigError, PipelineConfig
 from infrastructure.storage import Storage
-from tests.infrastructure.conftest import ALARM_EMAIL, Synthesized, shipped_config
+from tests.synthesis import ALARM_EMAIL, Synthesized, shipped_config
 
 DEFAULTS = PipelineConfig()
 
@@ -50,8 +50,8 @@ def ids(synthesized: Synthesized) -> dict[str, str]:
         "role": synthesized.logical_id(stack.ingestion.converter_role),
         "log_group": synthesized.logical_id(stack.ingestion.converter_log_group),
         "layer": synthesized.logical_id(stack.python_dependencies),
-        "topic": synthesized.logical_id(stack.alarm_topic.topic),
-        "key": synthesized.logical_id(stack.alarm_topic.key),
+        "topic": synthesized.logical_id(stack.notifications.topic),
+        "key": synthesized.logical_id(stack.notifications.key),
     }
 
 
@@ -137,8 +137,8 @@ def test_lifecycle_rules(synthesized: Synthesized, ids: dict[str, str]) -> None:
 
     artifact_rules = resources[ids["artifacts"]]["Properties"]["LifecycleConfiguration"]["Rules"]
     expiring = {rule["Prefix"]: rule["ExpirationInDays"] for rule in artifact_rules if "ExpirationInDays" in rule}
-    # Derived objects expire; training runs (runs/) are kept.
-    assert expiring == {"fragments/": 90, "reports/": 90}
+    # Fragments and reports feed every training run, so only old runs expire.
+    assert expiring == {"runs/": 365}
 
     [log_rule] = resources[ids["logs"]]["Properties"]["LifecycleConfiguration"]["Rules"]
     assert log_rule["ExpirationInDays"] == DEFAULTS.access_log_expiration_days
@@ -284,9 +284,7 @@ def test_converter_function(synthesized: Synthesized, ids: dict[str, str]) -> No
     assert function["LoggingConfig"] == {"LogGroup": ref(ids["log_group"])}
     assert "ReservedConcurrentExecutions" not in function
     assert function["Environment"]["Variables"] == {
-        "DATASET_BUCKET": ref(ids["dataset"]),
         "ARTIFACTS_BUCKET": ref(ids["artifacts"]),
-        "LABEL_MAPPING": "",
         "PROBE_CONCURRENCY": "32",
         "POWERTOOLS_SERVICE_NAME": "converter",
         "POWERTOOLS_METRICS_NAMESPACE": "FashionPipeline",
@@ -489,7 +487,7 @@ def test_config_parses_overrides_and_json_strings() -> None:
         json.dumps({"removalPolicy": "destroy", "labelMapping": {"short sleeve top": "top"}, "converterBatchSize": 10})
     )
     assert config.destroy_on_removal
-    assert config.label_mapping_json == '{"short sleeve top":"top"}'
+    assert json.loads(config.training_defaults_json)["label_mapping"] == {"short sleeve top": "top"}
     assert config.converter_batch_size == 10
     assert PipelineConfig.from_context(None) == PipelineConfig()
 

@@ -1,4 +1,4 @@
-"""Synthesize the CDK app once per test session; every infrastructure test reads the result."""
+"""Synthesize the CDK app once per test session; infrastructure and workflow tests read the result."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -1,0 +1,108 @@
+"""Run the project's Lambda handlers in this process when moto "invokes" a function.
+
+moto without Docker answers Lambda invocations with a canned echo. Here the invocation is
+dispatched to the real handler named by the function's ``Handler`` setting, with the
+function's environment, and a handler exception is returned the way Lambda returns it
+(``X-Amz-Function-Error: Unhandled`` and an ``errorType``/``errorMessage`` payload), so
+Step Functions sees the same error names as on AWS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import threading
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+LAMBDAS_DIR = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class LocalFunction:
+    name: str
+    handler: str  # "package.module.function"
+    environment: dict[str, str] = field(default_factory=dict)
+    memory_mb: int = 512
+    timeout_seconds: int = 60
+
+    def load(self) -> Callable[[Any, Any], Any]:
+        module, _, attribute = self.handler.rpartition(".")
+        return getattr(importlib.import_module(module), attribute)
+
+
+@dataclass
+class LambdaContext:
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_seconds * 1000
+
+
+class LocalLambdaRuntime:
+    """Holds the functions and patches moto's Docker-less Lambda backend to call them."""
+
+    def __init__(self, region: str = "us-east-1", account: str = "123456789012") -> None:
+        self.functions: dict[str, LocalFunction] = {}
+        self.region = region
+        self.account = account
+        self.invocations: list[tuple[str, Any]] = []
+        # Environment variables are process-wide: one invocation at a time keeps each
+        # handler's environment its own.
+        self._lock = threading.RLock()
+        if str(LAMBDAS_DIR) not in sys.path:
+            sys.path.insert(0, str(LAMBDAS_DIR))
+
+    def add(self, function: LocalFunction) -> None:
+        self.functions[function.name] = function
+
+    def install(self) -> "LocalLambdaRuntime":
+        from moto.awslambda_simple.models import LambdaSimpleBackend
+
+        runtime = self
+
+        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict[str, str]) -> bytes:
+            return runtime.invoke(function_name, body, response_headers)
+
+        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+        return self
+
+    def invoke(self, function_name: str, body: Any, response_headers: dict[str, str] | None = None) -> bytes:
+        name = function_name.split(":function:")[-1].split(":")[0]
+        function = self.functions.get(name)
+        if function is None:
+            raise KeyError(f"no local handler for Lambda function {function_name!r}")
+        event = json.loads(body) if body else {}
+        self.invocations.append((name, event))
+        context = LambdaContext(name, function.memory_mb, f"arn:aws:lambda:{self.region}:{self.account}:function:{name}", function.timeout_seconds)
+        with self._lock:
+            saved = {key: os.environ.get(key) for key in function.environment}
+            os.environ.update(function.environment)
+            try:
+                result = function.load()(event, context)
+                return json.dumps(result, default=str).encode()
+            except Exception as exc:  # reported as Lambda reports an unhandled error
+                if response_headers is not None:
+                    response_headers["x-amz-function-error"] = "Unhandled"
+                return json.dumps({
+                    "errorType": type(exc).__name__,
+                    "errorMessage": str(exc),
+                    "stackTrace": traceback.format_exception(exc)[-3:],
+                }).encode()
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value

@@ -1,0 +1,138 @@
+"""Training run options, names and the evaluation report: plain Python shared by the
+workflow Lambdas and the CLI."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
+
+DATASET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class OptionsError(ValueError):
+    """A training request that cannot be run; the message names the bad option."""
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    test_fraction: float = 0.2
+    label_mapping: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_MAPPING))
+    min_f1: float = 0.0
+    inference_units: int = 1
+    deploy: bool = True
+    seed: int = 0
+    poll_seconds: int = 600  # training takes hours; Describe calls are cheap but not free
+    start_poll_seconds: int = 60
+    training_timeout_hours: float = 72.0
+
+    @classmethod
+    def parse(cls, data: dict[str, Any] | None, defaults: dict[str, Any] | None = None) -> "TrainingOptions":
+        """Validate user options (snake_case keys) over deployment defaults."""
+        merged = {**(defaults or {}), **(data or {})}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise OptionsError(f"unknown option(s) {unknown}; known: {sorted(known)}")
+        try:
+            options = cls(**merged)
+        except TypeError as exc:
+            raise OptionsError(str(exc)) from None
+        options._check()
+        return options
+
+    def _check(self) -> None:
+        def number(name: str, low: float, high: float, integer: bool = False) -> None:
+            value = getattr(self, name)
+            kind = int if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kind) or not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
+                raise OptionsError(f"option {name} must be {'an integer' if integer else 'a number'} from {low} to {high}, got {value!r}")
+
+        number("test_fraction", 0.01, 0.5)
+        number("min_f1", 0.0, 1.0)
+        number("inference_units", 1, 100, integer=True)
+        number("seed", 0, 2**31, integer=True)
+        number("poll_seconds", 0, 3600, integer=True)
+        number("start_poll_seconds", 0, 3600, integer=True)
+        number("training_timeout_hours", 0.01, 240)
+        if not isinstance(self.deploy, bool):
+            raise OptionsError(f"option deploy must be true or false, got {self.deploy!r}")
+        if not isinstance(self.label_mapping, dict):
+            raise OptionsError("option label_mapping must be an object of category -> label (or null)")
+        try:
+            self.catalogue()
+        except LabelMappingError as exc:
+            raise OptionsError(f"option label_mapping: {exc}") from None
+
+    def catalogue(self) -> LabelCatalogue:
+        return LabelCatalogue(mapping=self.label_mapping)
+
+    @property
+    def max_polls(self) -> int:
+        return max(1, math.ceil(self.training_timeout_hours * 3600 / max(self.poll_seconds, 1)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_dataset_name(dataset: Any) -> str:
+    if not isinstance(dataset, str) or not DATASET_NAME.match(dataset):
+        raise OptionsError(f"dataset name {dataset!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    return dataset
+
+
+def run_names(dataset: str, now: dt.datetime, execution_name: str) -> dict[str, str]:
+    """Names of one training run: unique per execution, readable, valid for Rekognition."""
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    suffix = re.sub(r"[^A-Za-z0-9]", "", execution_name)[-8:] or "run"
+    run_id = f"{stamp}-{suffix}"
+    return {
+        "run_id": run_id,
+        "project_name": f"fashion-pipeline-{dataset}",
+        "version_name": f"{dataset}-{run_id}"[:255],
+        "prefix": f"runs/{dataset}/{run_id}/",
+    }
+
+
+def evaluation_report(summary_file: dict[str, Any], *, f1_score: float | None, min_f1: float, deploy: bool) -> dict[str, Any]:
+    """The evaluation report written next to the manifests, and the deploy decision.
+
+    ``summary_file`` is Rekognition's EvaluationSummary JSON. Its aggregate metrics appear
+    both flat and under ``Metrics`` in AWS's documentation, so both are read.
+    """
+    aggregated = summary_file.get("AggregatedEvaluationResults") or {}
+    aggregated = aggregated.get("Metrics", aggregated)
+    details = summary_file.get("EvaluationDetails") or {}
+    overall_f1 = f1_score if f1_score is not None else aggregated.get("F1Score")
+    labels = []
+    for entry in summary_file.get("LabelEvaluationResults") or []:
+        metrics = entry.get("Metrics") or {}
+        labels.append({
+            "label": entry.get("Label"),
+            "precision": metrics.get("Precision"),
+            "recall": metrics.get("Recall"),
+            "f1": metrics.get("F1Score"),
+            "threshold": metrics.get("Threshold"),
+            "test_images": entry.get("NumberOfTestingImages"),
+        })
+    if not deploy:
+        decision, reason = False, "deployment is switched off for this run"
+    elif overall_f1 is None:
+        decision, reason = False, "Rekognition reported no F1 score"
+    elif overall_f1 < min_f1:
+        decision, reason = False, f"F1 {overall_f1:.3f} is below the minimum {min_f1:.3f}"
+    else:
+        decision, reason = True, f"F1 {overall_f1:.3f} reaches the minimum {min_f1:.3f}"
+    return {
+        "overall": {"f1": overall_f1, "precision": aggregated.get("Precision"), "recall": aggregated.get("Recall")},
+        "labels": sorted(labels, key=lambda l: str(l["label"])),
+        "training_images": details.get("NumberOfTrainingImages"),
+        "test_images": details.get("NumberOfTestingImages"),
+        "evaluated_at": details.get("EvaluationEndTimestamp"),
+        "deploy": decision,
+        "reason": reason,
+    }

@@ -1,0 +1,166 @@
+"""Lambda tasks of the training workflow: prepare, assemble, evaluate, finish.
+
+The state machine does the Rekognition calls itself (SDK integrations); these functions do
+only what needs logic. Each raises a named exception on a business failure, which Step
+Functions sees as the error name (``OptionsError``, ``DatasetBusy``,
+``ManifestValidationError``) and routes to the failure path with the message as cause.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fashion_pipeline.training import OptionsError, TrainingOptions, check_dataset_name, evaluation_report, run_names
+from workflow import lock
+from workflow.assembly import ManifestValidationError, assemble_dataset
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+REQUEST_PREFIX = "requests/"
+LOCK_MARGIN_SECONDS = 6 * 3600
+
+
+@lru_cache(maxsize=None)
+def client(name: str) -> Any:
+    return boto3.client(name)
+
+
+def _env(name: str) -> str:
+    return os.environ[name]
+
+
+def _request_from(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The dataset and options, from a direct start or a ``requests/<dataset>.json`` upload."""
+    if "detail" in event:  # EventBridge "Object Created" from the dataset bucket
+        key = event["detail"]["object"]["key"]
+        if not (key.startswith(REQUEST_PREFIX) and key.endswith(".json")):
+            raise OptionsError(f"{key}: training requests are uploaded as {REQUEST_PREFIX}<dataset>.json")
+        dataset = key[len(REQUEST_PREFIX) : -len(".json")]
+        body = client("s3").get_object(Bucket=event["detail"]["bucket"]["name"], Key=key)["Body"].read()
+        try:
+            options = json.loads(body or b"{}")
+        except ValueError as exc:
+            raise OptionsError(f"{key} is not valid JSON: {exc}") from None
+        if not isinstance(options, dict):
+            raise OptionsError(f"{key} must hold a JSON object of options")
+        return dataset, options
+    return event.get("dataset"), event.get("options") or {}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    execution = event["execution"]
+    dataset, raw_options = _request_from(event["input"])
+    dataset = check_dataset_name(dataset)
+    options = TrainingOptions.parse(raw_options, json.loads(os.environ.get("TRAINING_DEFAULTS", "{}")))
+    names = run_names(dataset, dt.datetime.now(dt.timezone.utc), execution.rsplit(":", 1)[-1])
+    lease = int(options.training_timeout_hours * 3600) + LOCK_MARGIN_SECONDS
+    lock.acquire(client("dynamodb"), _env("LOCK_TABLE"), dataset=dataset, execution=execution, seconds=lease)
+    logger.info("run prepared", extra={"dataset": dataset, **names})
+    return {
+        "dataset": dataset,
+        "execution": execution,
+        **names,
+        "options": options.to_dict(),
+        "max_polls": options.max_polls,
+        "dataset_bucket": _env("DATASET_BUCKET"),
+        "artifacts_bucket": _env("ARTIFACTS_BUCKET"),
+    }
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def assemble(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    run = event["run"]
+    options = TrainingOptions.parse(run["options"])
+    result = assemble_dataset(
+        client("s3"),
+        dataset=run["dataset"],
+        dataset_bucket=run["dataset_bucket"],
+        artifacts_bucket=run["artifacts_bucket"],
+        prefix=run["prefix"],
+        catalogue=options.catalogue(),
+        test_fraction=options.test_fraction,
+        seed=options.seed,
+        job_name=run["version_name"],
+    )
+    logger.info("assembled", extra=result)
+    if result["problems"]:
+        raise ManifestValidationError("; ".join(result["problems"]) + f" (details: s3://{run['artifacts_bucket']}/{run['prefix']}report.json)")
+    return result
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def evaluate(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    run, version = event["run"], event["version"]
+    options = TrainingOptions.parse(run["options"])
+    evaluation = version.get("EvaluationResult") or {}
+    location = (evaluation.get("Summary") or {}).get("S3Object") or {}
+    summary_file: dict[str, Any] = {}
+    if location.get("Bucket") and location.get("Name"):
+        summary_file = json.loads(client("s3").get_object(Bucket=location["Bucket"], Key=location["Name"])["Body"].read())
+    report = evaluation_report(summary_file, f1_score=evaluation.get("F1Score"), min_f1=options.min_f1, deploy=options.deploy)
+    report["project_version_arn"] = version["ProjectVersionArn"]
+    client("s3").put_object(
+        Bucket=run["artifacts_bucket"], Key=run["prefix"] + "evaluation.json", Body=json.dumps(report, indent=2).encode(), ContentType="application/json"
+    )
+    return {"f1": report["overall"]["f1"], "deploy": report["deploy"], "reason": report["reason"]}
+
+
+def _reason(error: dict[str, Any] | None) -> str:
+    if not error:
+        return ""
+    cause = error.get("Cause") or ""
+    try:
+        cause = json.loads(cause).get("errorMessage", cause)
+    except (ValueError, AttributeError):
+        pass
+    return f"{error.get('Error', 'Error')}: {cause}".strip()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def finish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Record the outcome of a run next to its manifests, free the dataset and word the news.
+
+    ``state`` is the whole execution state at that point: whatever earlier steps produced
+    (``run``, ``evaluation``, ``model``, ``error``), on top of the execution input.
+    """
+    outcome = event["outcome"]
+    state = event.get("state") or {}
+    run = state.get("run") or {}
+    evaluation = state.get("evaluation") or {}
+    reason = _reason(state.get("error")) if outcome == "failed" else evaluation.get("reason", "")
+    message = {
+        "status": outcome,
+        "dataset": run.get("dataset") or state.get("dataset"),
+        "run_id": run.get("run_id"),
+        "project_version": run.get("version_name"),
+        "f1": evaluation.get("f1"),
+        "reason": reason,
+        "model_arn": (state.get("model") or {}).get("arn") if outcome == "succeeded" else None,
+        "execution": run.get("execution"),
+        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if run.get("prefix"):
+        client("s3").put_object(Bucket=run["artifacts_bucket"], Key=run["prefix"] + "outcome.json", Body=json.dumps(message, indent=2).encode(), ContentType="application/json")
+    if run.get("dataset") and run.get("execution"):
+        lock.release(client("dynamodb"), _env("LOCK_TABLE"), dataset=run["dataset"], execution=run["execution"])
+    metrics.add_metric(name=f"Runs_{outcome}", unit=MetricUnit.Count, value=1)
+    logger.info("run finished", extra=message)
+    subject = {"succeeded": "deployed", "not_deployed": "trained, not deployed", "failed": "FAILED"}[outcome]
+    return {"message": message, "subject": f"fashion-pipeline: {message['dataset']} {subject}"[:99]}

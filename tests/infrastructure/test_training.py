@@ -1,0 +1,92 @@
+"""The training workflow as synthesized: logging, tracing, resilience and scoped IAM."""
+
+from __future__ import annotations
+
+import json
+
+from fashion_pipeline.local.template import Template as Resolver
+from infrastructure.training import TRANSIENT_REKOGNITION_ERRORS
+from tests.synthesis import Synthesized
+
+
+def definition(synthesized: Synthesized) -> dict:
+    [(logical_id, machine)] = synthesized.resources("AWS::StepFunctions::StateMachine").items()
+    return json.loads(Resolver(synthesized.template_dict).resolve(machine["Properties"]["DefinitionString"]))
+
+
+def all_states(states: dict) -> dict:
+    found = {}
+    for name, state in states.items():
+        found[name] = state
+        for inner in (state.get("ItemProcessor") or state.get("Iterator") or {}).get("States", {}).items():
+            found.update(all_states(dict([inner])))
+    return found
+
+
+def test_state_machine_is_logged_traced_and_bounded(synthesized: Synthesized) -> None:
+    [machine] = synthesized.resources("AWS::StepFunctions::StateMachine").values()
+    props = machine["Properties"]
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["Level"] == "ALL"
+    assert definition(synthesized)["TimeoutSeconds"] == (72 + 24) * 3600
+
+
+def test_every_task_retries_transient_errors_and_every_failure_is_caught(synthesized: Synthesized) -> None:
+    states = all_states(definition(synthesized)["States"])
+    tasks = {name: s for name, s in states.items() if s["Type"] == "Task"}
+    assert len(tasks) >= 15
+    for name, task in tasks.items():
+        retried = {error for retry in task.get("Retry", []) for error in retry["ErrorEquals"]}
+        if "rekognition" in task["Resource"]:
+            assert set(TRANSIENT_REKOGNITION_ERRORS) <= retried, name
+        if name in ("Delete dataset",):
+            continue  # inside a Map: the Map itself is caught
+        if name.startswith(("Notify", "Record failure")):
+            continue  # the failure path and notifications cannot fail into themselves
+        catchers = [c for c in task.get("Catch", []) if "States.ALL" in c["ErrorEquals"]]
+        assert catchers and catchers[0]["Next"] == "Record failure", name
+
+
+def test_training_polls_its_own_version_on_a_configurable_interval(synthesized: Synthesized) -> None:
+    states = definition(synthesized)["States"]
+    assert states["Wait for training"]["SecondsPath"] == "$.run.options.poll_seconds"
+    describe = states["Describe training"]
+    assert describe["Resource"].endswith(":aws-sdk:rekognition:describeProjectVersions")
+    assert describe["Parameters"]["VersionNames.$"] == "States.Array($.run.version_name)"
+
+
+def test_rekognition_permissions_are_scoped_to_the_pipelines_projects(synthesized: Synthesized) -> None:
+    policies = synthesized.resources("AWS::IAM::Policy")
+    statements = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    rekognition = [s for s in statements if any(str(a).startswith("rekognition:") for a in _list(s["Action"]))]
+    assert rekognition
+    for statement in rekognition:
+        actions = {a for a in _list(statement["Action"]) if a.startswith("rekognition:")}
+        if statement["Resource"] == "*":
+            assert actions == {"rekognition:DescribeProjects"}  # no resource-level permission exists for it
+            continue
+        assert "project/fashion-pipeline-*" in json.dumps(statement["Resource"]), statement
+
+
+def test_workflow_functions_and_lease_table(synthesized: Synthesized) -> None:
+    functions = synthesized.resources("AWS::Lambda::Function")
+    handlers = {f["Properties"].get("Handler") for f in functions.values()}
+    assert {"workflow.handler.prepare", "workflow.handler.assemble", "workflow.handler.evaluate", "workflow.handler.finish"} <= handlers
+    [table] = synthesized.resources("AWS::DynamoDB::GlobalTable").values()
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    [parameter] = synthesized.resources("AWS::SSM::Parameter").values()
+    assert parameter["Properties"]["Name"] == "/fashion-pipeline/model"
+
+
+def test_training_requests_start_the_machine(synthesized: Synthesized) -> None:
+    [rule] = synthesized.resources("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "requests/"}]
+    # CDK applies bucket notifications through its custom resource.
+    [notifications] = synthesized.resources("Custom::S3BucketNotifications").values()
+    assert notifications["Properties"]["NotificationConfiguration"]["EventBridgeConfiguration"] == {}
+
+
+def _list(value):
+    return value if isinstance(value, list) else [value]
