@@ -135,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", required=True)
     _stack_arguments(r)
 
+    t = commands.add_parser("train", help="start a training run for a dataset (and optionally wait for it)")
+    t.add_argument("--dataset", required=True)
+    t.add_argument("--wait", action="store_true", help="follow the run until it ends; exit 1 if it fails")
+    t.add_argument("--test-fraction", type=float)
+    t.add_argument("--labels", help="JSON file mapping category names to labels (null excludes)")
+    t.add_argument("--min-f1", type=float, help="deploy only if the test F1 reaches this")
+    t.add_argument("--inference-units", type=int)
+    t.add_argument("--no-deploy", action="store_true", help="train and evaluate only")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--poll-seconds", type=int, help="how often the workflow checks training (default 600)")
+    t.add_argument("--interval", type=float, default=30.0, help="how often --wait checks the run (seconds)")
+    _stack_arguments(t)
+
     s = commands.add_parser("sample", help="generate a DeepFashion2-format sample dataset")
     s.add_argument("out")
     s.add_argument("--images", type=int, default=40)
@@ -168,6 +181,45 @@ def reprocess(args: argparse.Namespace) -> int:
     return count
 
 
+def train(args: argparse.Namespace) -> int:
+    from .aws.stack import stack_outputs
+    from .aws.training_runs import follow, start_training
+    from .training import OptionsError, TrainingOptions
+
+    options: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "test_fraction": args.test_fraction, "min_f1": args.min_f1, "inference_units": args.inference_units,
+            "seed": args.seed, "poll_seconds": args.poll_seconds,
+        }.items()
+        if value is not None
+    }
+    if args.labels:
+        options["label_mapping"] = load_labels(args.labels)
+    if args.no_deploy:
+        options["deploy"] = False
+    try:
+        TrainingOptions.parse(options)  # the workflow checks again; this fails before anything starts
+    except OptionsError as exc:
+        raise InputError(str(exc)) from None
+    session = _session(args)
+    outputs = stack_outputs(session, args.stack)
+    sfn = session.client("stepfunctions")
+    arn = start_training(sfn, outputs["StateMachineArn"], dataset=args.dataset, options=options)
+    region = session.region_name or "us-east-1"
+    print(f"started {arn}")
+    print(f"watch it: https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{arn}")
+    if not args.wait:
+        return 0
+    described = follow(sfn, arn, interval=args.interval, on_state=lambda name: print(f"  -> {name}", flush=True))
+    if described["status"] == "SUCCEEDED":
+        result = json.loads(described.get("output") or "{}")
+        print(f"{result.get('status', 'succeeded')}: {result.get('reason', '')} (model {result.get('model_arn') or result.get('project_version')})")
+        return 0
+    print(f"run {described['status'].lower()}: {described.get('error', '')} {described.get('cause', '')}", file=sys.stderr)
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -181,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"wrote {len(sample.files)} annotation files to {sample.annotations} and images to {sample.images}")
         elif args.command == "reprocess":
             reprocess(args)
+        elif args.command == "train":
+            return train(args)
     except (InputError, StackNotFound) as exc:
         print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
         return 2

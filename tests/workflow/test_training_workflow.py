@@ -126,3 +126,22 @@ def test_a_training_request_upload_starts_a_run_with_its_options(harness, sample
     described = harness.wait(arn)
     assert described["status"] == "SUCCEEDED", described
     assert output(described)["status"] == "not_deployed"
+
+
+def test_cli_train_waits_and_reports(harness, sample, monkeypatch, capsys):
+    """`fashion-pipeline train --wait` against the emulated stack (its outputs from CloudFormation)."""
+    from fashion_pipeline import cli
+
+    harness.upload_and_convert(sample)
+    monkeypatch.setattr("fashion_pipeline.aws.stack.stack_outputs", lambda session, name: {"StateMachineArn": harness.machine})
+    code = cli.main(["train", "--dataset", "demo", "--wait", "--interval", "0.2", "--poll-seconds", "0", "--no-deploy"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "started arn:aws:states" in out and "-> Assemble manifests" in out and "not_deployed" in out
+
+
+def test_cli_train_refuses_bad_options_before_starting(capsys):
+    from fashion_pipeline import cli
+
+    assert cli.main(["train", "--dataset", "demo", "--min-f1", "3"]) == 2
+    assert "min_f1" in capsys.readouterr().err
