@@ -18,16 +18,16 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 # Third-party wheels for the Lambda platform, fetched once; synthesis bundles from here offline.
-$(WHEELHOUSE)/.done: lambdas/requirements.txt $(VENV)/.installed
+$(WHEELHOUSE)/.done: lambdas/requirements.txt lambdas/inference/requirements.txt $(VENV)/.installed
 	mkdir -p $(WHEELHOUSE)
 	$(PY) -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: \
-		--python-version 3.12 --implementation cp $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt
+		--python-version 3.12 --implementation cp $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt -r lambdas/inference/requirements.txt
 	touch $@
 
 test: $(VENV)/.installed $(WHEELHOUSE)/.done
 	$(PY) -m pytest
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed $(WHEELHOUSE)/.done
 	$(PY) -m fashion_pipeline.demo
 
 bench: $(VENV)/.installed

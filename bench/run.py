@@ -1,9 +1,10 @@
-"""``make bench``: run every benchmark in turn; arguments pass through to each.
+"""``make bench``: run every benchmark in turn, each against its baseline in the same run.
 
-    .venv/bin/python bench/run.py                  # the defaults of every benchmark
-    .venv/bin/python bench/run.py --sizes 2000     # a quick run
+    .venv/bin/python bench/run.py            # full sizes (tens of minutes on 2 cores)
+    .venv/bin/python bench/run.py --quick    # small sizes, to check that they all still run
+    .venv/bin/python bench/run.py bench_probe --quick   # one benchmark
 
-Each entry of BENCHMARKS names a module in bench/ with ``main(argv) -> int``.
+Each entry names a module in bench/ with ``main(argv) -> int`` and its quick arguments.
 """
 
 from __future__ import annotations
@@ -14,17 +15,26 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-BENCHMARKS = [
-    "bench_convert",  # fashion-pipeline convert vs. a read-only floor: wall time, peak RSS
-]
+BENCHMARKS = {
+    # fashion-pipeline convert vs a read-only floor: wall time, peak RSS, at 20k and 100k images
+    "bench_convert": ["--sizes", "2000", "--repeat", "1"],
+    # converter header probing against S3 with 20 ms latency: bounded concurrency vs sequential
+    "bench_probe": ["--images", "100", "--concurrency", "1", "32", "--repeats", "1"],
+    # assembly of 250,000 fragment records vs plain concatenation: time and peak memory
+    "bench_assembly": ["--records", "5000", "--repeat", "1"],
+    # inference handler: cold import (JSON vs render path), warm per-request overhead
+    "bench_inference": ["--runs", "2", "--requests", "50", "--render-requests", "5"],
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    quick = "--quick" in argv
+    chosen = [a for a in argv if a in BENCHMARKS] or list(BENCHMARKS)
     status = 0
-    for name in BENCHMARKS:
+    for name in chosen:
         print(f"## {name}", flush=True)
-        status = importlib.import_module(name).main(argv) or status
+        status = importlib.import_module(name).main(BENCHMARKS[name] if quick else []) or status
         print(flush=True)
     return status
 

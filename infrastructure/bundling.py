@@ -17,6 +17,8 @@ falls back to Docker.
 
 from __future__ import annotations
 
+import functools
+import glob
 import hashlib
 import os
 import shutil
@@ -36,6 +38,7 @@ WHEELHOUSE_DIR = REPO_ROOT / "build" / "wheelhouse"
 DEFAULT_REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
+RUNTIME_PYTHON = "3.12"
 ARCHITECTURE = lambda_.Architecture.ARM_64
 SHARED_PACKAGES: tuple[str, ...] = ("fashion_pipeline",)
 
@@ -102,7 +105,7 @@ def dependencies_layer(
     if not requirements.is_file():
         raise BundlingError(f"requirements file {requirements} does not exist")
     wheels = _wheelhouse_wheels()
-    digest = hashlib.sha256(f"layer:{_BUNDLER_VERSION}:{' '.join(PIP_TARGET_ARGS)}".encode())
+    digest = hashlib.sha256(f"layer:{_BUNDLER_VERSION}:{' '.join(PIP_TARGET_ARGS)}:pyc={bool(runtime_interpreter())}".encode())
     digest.update(requirements.read_bytes())
     for wheel in wheels:
         digest.update(f"\0{wheel.name}\0{wheel.stat().st_size}".encode())
@@ -157,7 +160,38 @@ class _PipInstaller:
                 "run `make build/wheelhouse/.done` (or `make test`) after changing requirements, and "
                 f"make the Makefile's wheelhouse target download any new requirements file.\n{result.stderr}"
             )
+        _compile_for_runtime(Path(output_dir) / "python")
         return True
+
+
+@functools.lru_cache(maxsize=1)
+def runtime_interpreter() -> str | None:
+    """A working local CPython of the Lambda runtime's version, if there is one."""
+    candidates = [shutil.which(f"python{RUNTIME_PYTHON}"),
+                  *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{RUNTIME_PYTHON}*/bin/python{RUNTIME_PYTHON}")))]
+    for candidate in filter(None, candidates):
+        probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and probe.stdout.strip() == RUNTIME_PYTHON:
+            return candidate
+    return None
+
+
+def _compile_for_runtime(target: Path) -> None:
+    """Byte-compile the layer with the runtime's own Python version.
+
+    /opt is read-only on Lambda, so modules without .pyc are compiled again on every cold
+    start (the inference handler imports in ~2.4 s that way, ~0.45 s with .pyc).
+    Unchecked-hash .pyc files carry no timestamps, so the asset stays reproducible.
+    Without a local python3.12 the layer ships without them (slower cold starts only).
+    """
+    interpreter = runtime_interpreter()
+    if interpreter is None:
+        return
+    subprocess.run(
+        [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(target)],
+        check=True, capture_output=True,
+    )
 
 
 def _wheelhouse_wheels() -> list[Path]:

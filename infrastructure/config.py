@@ -61,6 +61,17 @@ class PipelineConfig:
     """Memory of the manifest assembly Lambda (250,000 records fit in 1 GB)."""
     model_parameter_name: str = "/fashion-pipeline/model"
     """SSM parameter holding the deployed model (read by the inference API)."""
+    api_auth: str = "iam"
+    """'iam' (SigV4-signed calls) or 'apiKey' (x-api-key header, with a usage plan)."""
+    cors_origin: str | None = None
+    """The one browser origin allowed to call the API (None: no CORS)."""
+    api_throttle_rate: int = 10
+    """Steady requests per second the API stage accepts."""
+    api_throttle_burst: int = 20
+    idle_stop_minutes: int = 30
+    """A running model that served no request for this long is stopped (0 disables)."""
+    auto_start_on_demand: bool = False
+    """A detection request to a stopped model starts it (and gets 503 + Retry-After)."""
     converter_batch_size: int = 100
     """SQS messages per converter invocation (1-10000)."""
     converter_batch_window_seconds: int = 20
@@ -79,7 +90,7 @@ class PipelineConfig:
     access_log_expiration_days: int = 365
     log_retention_days: int = 30
     alarm_email: str | None = None
-    """If set, alarms notify this address through an encrypted SNS topic."""
+    """If set, alarms and training-run outcomes are mailed to this address (encrypted SNS topic)."""
 
     @property
     def destroy_on_removal(self) -> bool:
@@ -201,6 +212,21 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+def _choice(*choices: str):
+    def parse(value: Any) -> str:
+        if value not in choices:
+            raise _Invalid(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _origin(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^https?://[A-Za-z0-9.-]+(:\d+)?$", value):
+        raise _Invalid("must be an origin such as https://app.example.com (scheme, host, optional port)")
+    return value
+
+
 def _parameter_name(value: Any) -> str:
     if not isinstance(value, str) or not re.match(r"^/[A-Za-z0-9_.\-/]{1,1000}$", value):
         raise _Invalid("must be an SSM parameter path such as /fashion-pipeline/model")
@@ -251,4 +277,10 @@ _PARSERS = {
     "trainingTimeoutHours": ("training_timeout_hours", _integer(1, 240)),
     "assemblerMemoryMb": ("assembler_memory_mb", _integer(512, 10_240)),
     "modelParameterName": ("model_parameter_name", _parameter_name),
+    "apiAuth": ("api_auth", _choice("iam", "apiKey")),
+    "corsOrigin": ("cors_origin", _optional(_origin)),
+    "apiThrottleRate": ("api_throttle_rate", _integer(1, 10_000)),
+    "apiThrottleBurst": ("api_throttle_burst", _integer(1, 5_000)),
+    "idleStopMinutes": ("idle_stop_minutes", _integer(0, 1440)),
+    "autoStartOnDemand": ("auto_start_on_demand", _boolean),
 }

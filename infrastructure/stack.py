@@ -17,6 +17,7 @@ from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.ingestion import Ingestion
 from infrastructure.monitoring import NotificationTopic
+from infrastructure.api import InferenceApi
 from infrastructure.training import TrainingWorkflow
 from infrastructure.nag import acknowledge, object_wildcard
 from infrastructure.storage import (
@@ -62,6 +63,20 @@ class FashionPipelineStack(Stack):
         )
         self._grant_training()
 
+        self.api = InferenceApi(
+            self,
+            "Api",
+            config=config,
+            dependencies=self.python_dependencies,
+            model_parameter=self.training.model_parameter,
+            dataset_bucket_name=self.storage.dataset_bucket.bucket_name,
+        )
+        # Detections may name an image already in the dataset bucket.
+        iam.Grant.add_to_principal(grantee=self.api.inference.function, actions=["s3:GetObject"],
+                                   resource_arns=[self.storage.dataset_bucket.arn_for_objects(f"{IMAGES_PREFIX}*")])
+        acknowledge(self.api.inference.role, object_wildcard(self.storage.dataset_bucket, f"{IMAGES_PREFIX}*"),
+                    "A detection may name any uploaded image by key; reads are limited to the images/ prefix.")
+
         CfnOutput(self, "DatasetBucketName", value=self.storage.dataset_bucket.bucket_name)
         CfnOutput(self, "ArtifactsBucketName", value=self.storage.artifacts_bucket.bucket_name)
         CfnOutput(self, "AnnotationQueueUrl", value=self.ingestion.queue.queue_url)
@@ -69,6 +84,9 @@ class FashionPipelineStack(Stack):
         CfnOutput(self, "StateMachineArn", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "ModelParameterName", value=self.training.model_parameter.parameter_name)
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
+        CfnOutput(self, "ApiUrl", value=self.api.api.url)
+        if getattr(self.api, "api_key", None) is not None:
+            CfnOutput(self, "ApiKeyId", value=self.api.api_key.key_id)
 
     def _grant_training(self) -> None:
         """Each workflow function gets the objects of its own step, the machine its topic."""

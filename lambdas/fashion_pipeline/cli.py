@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
+from .api_commands import register as register_api_commands
 from .aws.stack import StackNotFound
 from .convert import convert_annotation, error_rejection
 from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
@@ -64,20 +65,9 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
     progress = Progress(source.total)
     started = time.monotonic()
     with ManifestAssembler(catalogue, test_fraction=args.test_fraction, seed=args.seed, workdir=str(out)) as assembler:
-        for item, created in source:
-            if isinstance(item, Rejection):
-                assembler.reject(item)
-            elif isinstance(item, AnnotationError):
-                assembler.reject(error_rejection(item, str(source.path)))
-            else:
-                converted = convert_annotation(item, images, created=created)
-                for rejection in converted.rejections:
-                    assembler.reject(rejection)
-                if converted.record is not None:
-                    assembler.add(converted.record)
-            if isinstance(item, Rejection) and item.item is not None:
-                continue  # a dropped COCO annotation is not an image of its own
-            progress.step()
+        from .pipeline import convert_into
+
+        convert_into(assembler, source, images, jobs=getattr(args, "jobs", None), on_image=progress.step)
         progress.close()
         # Write beside the final names and rename, so a crash never leaves half a manifest.
         with open(out / "train.manifest.part", "wb") as train, open(out / "test.manifest.part", "wb") as test:
@@ -145,8 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-deploy", action="store_true", help="train and evaluate only")
     t.add_argument("--seed", type=int)
     t.add_argument("--poll-seconds", type=int, help="how often the workflow checks training (default 600)")
+    t.add_argument("--start-poll-seconds", type=int, help="how often it checks datasets and deployment (default 60)")
     t.add_argument("--interval", type=float, default=30.0, help="how often --wait checks the run (seconds)")
     _stack_arguments(t)
+
+    register_api_commands(commands)
+
+    local = commands.add_parser("local", help="run the whole pipeline offline (local mode)")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    up = local_commands.add_parser("up", help="start the emulated AWS, the event plumbing and the inference API")
+    up.add_argument("--port", type=int, default=4566, help="the emulated AWS endpoint's port")
+    up.add_argument("--api-port", type=int, default=8000, help="the inference API's (and web page's) port")
+    up.add_argument("--template", help="a synthesized template to use instead of synthesizing this checkout")
+    up.add_argument("--verbose", action="store_true", help="show the functions' logs and metric records")
 
     s = commands.add_parser("sample", help="generate a DeepFashion2-format sample dataset")
     s.add_argument("out")
@@ -190,7 +191,7 @@ def train(args: argparse.Namespace) -> int:
         key: value
         for key, value in {
             "test_fraction": args.test_fraction, "min_f1": args.min_f1, "inference_units": args.inference_units,
-            "seed": args.seed, "poll_seconds": args.poll_seconds,
+            "seed": args.seed, "poll_seconds": args.poll_seconds, "start_poll_seconds": args.start_poll_seconds,
         }.items()
         if value is not None
     }
@@ -220,6 +221,27 @@ def train(args: argparse.Namespace) -> int:
     return 1
 
 
+def local_up(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .local.server import start
+
+    pipeline = start(port=args.port, api_port=args.api_port, template_path=args.template, verbose=args.verbose)
+    print(json.dumps(pipeline.info()), flush=True)
+    print(f"export AWS_ENDPOINT_URL={pipeline.endpoint}  # then use aws/boto3/fashion-pipeline as against AWS; Ctrl-C stops",
+          file=sys.stderr, flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pipeline.shutdown()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -235,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             reprocess(args)
         elif args.command == "train":
             return train(args)
+        elif args.command == "local":
+            return local_up(args)
+        elif hasattr(args, "func"):  # detect, ui
+            return args.func(args)
     except (InputError, StackNotFound) as exc:
         print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
         return 2

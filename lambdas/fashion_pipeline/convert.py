@@ -7,7 +7,7 @@ S3 bucket (the converter Lambda); both hand the same rules the same facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from .images import ImageError, ReadAt, probe
 from .records import AnnotationError, ImageAnnotation, Record, Rejection, build_record
@@ -19,6 +19,7 @@ class OpenedImage:
     uri: str  # what the manifest's source-ref will say
     size: int  # bytes
     read_at: ReadAt
+    close: Callable[[], None] = lambda: None  # a local file is held open while it is probed
 
 
 class ImageStore(Protocol):
@@ -52,6 +53,8 @@ def convert_annotation(annotation: ImageAnnotation, images: ImageStore, *, creat
         info, reader = probe(opened.read_at)
     except ImageError as exc:
         return Converted(None, [Rejection(annotation.source, opened.name, exc.reason, exc.detail)])
+    finally:
+        opened.close()
     record, rejections = build_record(annotation, opened.uri, info, opened.size, created)
     return Converted(record, rejections, reader.bytes_read, len(reader.requests))
 

@@ -16,12 +16,32 @@ from typing import Any, Iterator
 from .labels import CATEGORY_NAMES
 from .records import AnnotationError, ImageAnnotation, SourceBox
 
+try:  # pydantic's Rust parser, where installed (the Lambdas and the CLI have it); about 2.5x json's speed
+    from pydantic_core import from_json as _fast_loads
+except ImportError:  # pragma: no cover - the standard parser is the reference anyway
+    _fast_loads = None
+
 IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")  # DeepFashion2 ships .jpg; .png is the common other
 _ITEM_KEY = re.compile(r"^item(\d+)$")
 
 
+def loads(data: bytes) -> Any:
+    """``json.loads(data)``, faster.
+
+    The fast parser accepts a subset of what json.loads does (it refuses a BOM, UTF-16, lone
+    surrogates and deep nesting) and returns equal values for it; whatever it refuses goes to
+    json.loads, whose result, or error message in the report, stays the reference.
+    """
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(data)
+        except ValueError:
+            pass
+    return json.loads(data)
+
+
 def image_candidates(stem: str) -> tuple[str, ...]:
-    return tuple(stem + ext for ext in IMAGE_EXTENSIONS)
+    return tuple([stem + ext for ext in IMAGE_EXTENSIONS])
 
 
 def parse_document(document: Any, *, source: str, image_candidates: tuple[str, ...]) -> ImageAnnotation:
@@ -29,7 +49,9 @@ def parse_document(document: Any, *, source: str, image_candidates: tuple[str, .
     if not isinstance(document, dict):
         raise AnnotationError("not_an_annotation", "expected a JSON object with item1, item2, ...")
     items = sorted(
-        ((int(match.group(1)), key) for key in document if (match := _ITEM_KEY.match(key))),
+        (int(match.group(1)), key)
+        for key in document
+        if key.startswith("item") and (match := _ITEM_KEY.match(key))  # startswith: the cheap test first
     )
     if not items and "pair_id" not in document and "source" not in document:
         raise AnnotationError("not_an_annotation", "no DeepFashion2 fields (source, pair_id, itemN)")
@@ -54,7 +76,7 @@ def parse_document(document: Any, *, source: str, image_candidates: tuple[str, .
 def parse_file(data: bytes, *, source: str, stem: str) -> ImageAnnotation:
     """A per-image annotation file's bytes -> ImageAnnotation. Raises AnnotationError."""
     try:
-        document = json.loads(data)
+        document = loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise AnnotationError("invalid_json", f"not valid JSON: {exc}") from None
     return parse_document(document, source=source, image_candidates=image_candidates(stem))
@@ -71,7 +93,7 @@ def iter_jsonl(lines: Iterator[bytes], *, source: str) -> Iterator[ImageAnnotati
             continue
         where = f"{source}#line{number}"
         try:
-            document = json.loads(line)
+            document = loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
             yield AnnotationError("invalid_json", f"line {number} is not valid JSON: {exc}", where)
             continue

@@ -4,20 +4,29 @@
 fragments), applies the label catalogue and the per-line rules, and spools finished lines
 to disk; ``finish`` splits them into train and test and enforces the manifest caps. Memory
 holds a few integers per record, never the records themselves.
+
+``add`` comes in two halves. ``ManifestLines.prepare`` does what depends on the record alone
+(labels, per-line rules, the line itself) and keeps no state, so worker processes can run
+it; ``ManifestAssembler.accept`` does the rest, in input order (duplicates, split groups,
+spooling).
 """
 
 from __future__ import annotations
 
 import json
+import marshal
+import operator
 import os
 import tempfile
 from array import array
 from dataclasses import dataclass, field
-from typing import IO, Any, Iterator
+from itertools import compress
+from json.encoder import encode_basestring as quote  # how json.dumps(..., ensure_ascii=False) writes a str
+from typing import IO, Any, Iterator, NamedTuple
 
 from .labels import LabelCatalogue
 from .records import Record, Rejection
-from .split import choose_test_groups, stable_hash, stratified_keep
+from .split import stable_hash, stratified_keep, take_test_groups
 
 MAX_BOXES_PER_IMAGE = 50
 MAX_LINES_PER_MANIFEST = 250_000
@@ -25,6 +34,96 @@ MAX_LINE_CHARS = 100_000
 MAX_MANIFEST_BYTES = 1_000_000_000
 DEFAULT_ATTRIBUTE = "bounding-box"
 DEFAULT_JOB_NAME = "fashion-pipeline"
+
+
+class Prepared(NamedTuple):
+    """A record with the catalogue and the per-line rules applied: what ``accept`` takes."""
+
+    source: str
+    image: str  # the image's file name, as reports name it
+    image_uri: str
+    rejections: tuple[Rejection, ...]  # boxes the catalogue leaves out
+    problem: tuple[str, str] | None  # (reason, detail) when the image is left out
+    line: bytes  # the manifest line with its newline; empty when there is a problem
+    class_ids: tuple[int, ...]  # of the boxes on the line
+    group_key: str  # the split group: "pair:ID", else "image:URI"
+    group_hash: int  # stable_hash(seed, group_key)
+
+
+class ManifestLines:
+    """The per-record half of assembly: label catalogue, per-line rules and the line itself.
+
+    Lines are written out piece by piece rather than by json.dumps of the nested structure,
+    which was the costliest step of assembly. Strings are quoted by json's own function and
+    every number is an int, so the bytes are those of json.dumps(structure, separators=(",",
+    ":"), ensure_ascii=False); tests/core/test_pipeline.py holds the two side by side.
+    """
+
+    def __init__(
+        self,
+        catalogue: LabelCatalogue,
+        *,
+        attribute: str = DEFAULT_ATTRIBUTE,
+        job_name: str = DEFAULT_JOB_NAME,
+        seed: int = 0,
+    ) -> None:
+        self.catalogue = catalogue
+        self.seed = seed
+        self._label_of = {category: catalogue.label_for(category) for category in catalogue.categories}
+        self._class_ids = catalogue.class_ids
+        self._class_map = {i: f'"{i}":{quote(label)}' for label, i in self._class_ids.items()}
+        self._size = f',{quote(attribute)}:{{"image_size":[{{"width":'
+        self._metadata = f',{quote(attribute + "-metadata")}:{{"objects":['
+        self._job = f',"job-name":{quote(job_name)}'
+
+    def line(self, record: Record, labelled: list[tuple[str, Any]]) -> str:
+        """One JSON line in the exact shape Rekognition imports (see the Custom Labels guide,
+        "Object localization in manifest files")."""
+        class_ids = [self._class_ids[label] for label, _ in labelled]
+        annotations = ",".join(
+            f'{{"class_id":{cid},"top":{box.top},"left":{box.left},"width":{box.width},"height":{box.height}}}'
+            for cid, (_, box) in zip(class_ids, labelled)
+        )
+        objects = ",".join(['{"confidence":1}'] * len(class_ids))
+        class_map = ",".join(self._class_map[cid] for cid in sorted(set(class_ids)))
+        return (
+            f'{{"source-ref":{quote(record.image_uri)}'
+            f'{self._size}{record.width},"height":{record.height},"depth":{record.depth}}}],"annotations":[{annotations}]}}'
+            f'{self._metadata}{objects}],"class-map":{{{class_map}}},"type":"groundtruth/object-detection",'
+            f'"human-annotated":"yes","creation-date":{quote(record.created)}{self._job}}}}}'
+        )
+
+    def prepare(self, record: Record) -> Prepared:
+        """Everything about a record that does not depend on the records before it."""
+        image = record.image_name
+        labelled = []
+        rejections = []
+        for index, box in enumerate(record.boxes):
+            if box.category not in self._label_of:
+                rejections.append(Rejection(record.source, image, "unknown_category", f"category {box.category!r} is not in the catalogue", f"box {index + 1}"))
+            elif (label := self._label_of[box.category]) is None:
+                rejections.append(Rejection(record.source, image, "label_excluded", f"category {box.category!r} is excluded by the label mapping", f"box {index + 1}"))
+            else:
+                labelled.append((label, box))
+        problem = None
+        line = b""
+        if len(labelled) > MAX_BOXES_PER_IMAGE:
+            problem = ("too_many_boxes", f"{len(labelled)} boxes; Rekognition accepts at most {MAX_BOXES_PER_IMAGE} per image")
+        elif not labelled:
+            problem = ("no_valid_boxes", "no box survived the rules")
+        else:
+            text = self.line(record, labelled)
+            line = text.encode()
+            if len(line) > MAX_LINE_CHARS and len(text) > MAX_LINE_CHARS:
+                problem = ("line_too_long", f"the manifest line would be {len(line)} characters; the limit is {MAX_LINE_CHARS}")
+        if problem is not None:
+            return Prepared(record.source, image, record.image_uri, tuple(rejections), problem, b"", (), "", 0)
+        group_key = f"pair:{record.pair_id}" if record.pair_id is not None else f"image:{record.image_uri}"
+        class_ids = tuple(self._class_ids[label] for label, _ in labelled)
+        return Prepared(
+            record.source, image, record.image_uri, tuple(rejections), None, line + b"\n", class_ids,
+            group_key, stable_hash(self.seed, group_key),
+        )
 
 
 def manifest_line(
@@ -35,31 +134,8 @@ def manifest_line(
     attribute: str = DEFAULT_ATTRIBUTE,
     job_name: str = DEFAULT_JOB_NAME,
 ) -> str:
-    """One JSON line in the exact shape Rekognition imports (see the Custom Labels guide,
-    "Object localization in manifest files")."""
-    class_ids = [catalogue.class_id(label) for label, _ in labelled]
-    return json.dumps(
-        {
-            "source-ref": record.image_uri,
-            attribute: {
-                "image_size": [{"width": record.width, "height": record.height, "depth": record.depth}],
-                "annotations": [
-                    {"class_id": cid, "top": box.top, "left": box.left, "width": box.width, "height": box.height}
-                    for cid, (_, box) in zip(class_ids, labelled)
-                ],
-            },
-            f"{attribute}-metadata": {
-                "objects": [{"confidence": 1} for _ in labelled],
-                "class-map": {str(cid): label for cid, label in sorted({c: l for c, (l, _) in zip(class_ids, labelled)}.items())},
-                "type": "groundtruth/object-detection",
-                "human-annotated": "yes",
-                "creation-date": record.created,
-                "job-name": job_name,
-            },
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    """One manifest line for ``record``'s ``labelled`` boxes (see ManifestLines.line)."""
+    return ManifestLines(catalogue, attribute=attribute, job_name=job_name).line(record, labelled)
 
 
 @dataclass
@@ -96,20 +172,26 @@ class ManifestAssembler:
         self.job_name = job_name
         self.max_lines = max_lines
         self.max_bytes = max_bytes
+        self.lines = ManifestLines(catalogue, attribute=attribute, job_name=job_name, seed=seed)
         self._dir = tempfile.TemporaryDirectory(prefix="manifest-", dir=workdir)
         self._lines = open(os.path.join(self._dir.name, "lines"), "w+b")
-        self._origins = open(os.path.join(self._dir.name, "origins"), "w+b")
+        self._origins = open(os.path.join(self._dir.name, "origins"), "w+b")  # (source, image, group key) per line
         self._rejections = open(os.path.join(self._dir.name, "rejections"), "w+b")
         # Per record, a few machine integers: its group, its line length, its labels.
         self._record_group = array("I")
         self._record_bytes = array("I")
         self._label_start = array("I", [0])
         self._labels = array("H")
-        self._groups: dict[str, int] = {}
-        self._group_keys: list[str] = []
-        self._group_images: list[int] = []
-        self._group_labels: list[int] = []
-        self._seen_images: set[str] = set()
+        # Per group (pair id): its index by stable hash, its images and its labels as a bit mask.
+        # Keyed by the hash, not the name: two names with one 64-bit hash would share a group,
+        # which only changes which side they land on, never that a pair stays together.
+        self._groups: dict[int, int] = {}
+        self._group_images = array("I")
+        self._group_labels: array[int] | list[int] = array("Q") if len(catalogue.labels) <= 64 else []
+        # Image URIs seen, as their 64-bit hash() (a fraction of the URIs' memory). Two URIs
+        # sharing a hash would report the later as a duplicate: odds of about n^2 / 2^65 for
+        # n images, 3e-11 at 100,000.
+        self._seen_images: set[int] = set()
         self.inputs = 0
         self.rejection_counts: dict[str, int] = {}
         self.box_rejections = 0
@@ -128,78 +210,63 @@ class ManifestAssembler:
 
     def add(self, record: Record) -> bool:
         """Apply the catalogue and line rules; spool the line. False when the image is left out."""
-        image = record.image_name
-        labelled = []
-        for index, box in enumerate(record.boxes):
-            label = self.catalogue.label_for(box.category)
-            if box.category not in self.catalogue.categories:
-                self.reject(Rejection(record.source, image, "unknown_category", f"category {box.category!r} is not in the catalogue", f"box {index + 1}"))
-            elif label is None:
-                self.reject(Rejection(record.source, image, "label_excluded", f"category {box.category!r} is excluded by the label mapping", f"box {index + 1}"))
-            else:
-                labelled.append((label, box))
-        problem = None
-        if record.image_uri in self._seen_images:
-            problem = ("duplicate_image", f"{record.image_uri} is already annotated by an earlier file")
-        elif len(labelled) > MAX_BOXES_PER_IMAGE:
-            problem = ("too_many_boxes", f"{len(labelled)} boxes; Rekognition accepts at most {MAX_BOXES_PER_IMAGE} per image")
-        elif not labelled:
-            problem = ("no_valid_boxes", "no box survived the rules")
-        line = b""
-        if problem is None:
-            line = manifest_line(record, labelled, self.catalogue, attribute=self.attribute, job_name=self.job_name).encode()
-            if len(line) > MAX_LINE_CHARS and len(line.decode()) > MAX_LINE_CHARS:
-                problem = ("line_too_long", f"the manifest line would be {len(line)} characters; the limit is {MAX_LINE_CHARS}")
+        return self.accept(self.lines.prepare(record))
+
+    def accept(self, prepared: Prepared) -> bool:
+        """The order-dependent half of ``add``, for a record prepared by ``ManifestLines``."""
+        for rejection in prepared.rejections:
+            self.reject(rejection)
+        problem = prepared.problem
+        image_key = hash(prepared.image_uri)
+        if image_key in self._seen_images:
+            problem = ("duplicate_image", f"{prepared.image_uri} is already annotated by an earlier file")
         if problem is not None:
-            self.reject(Rejection(record.source, image, *problem))
+            self.reject(Rejection(prepared.source, prepared.image, *problem))
             return False
         self.inputs += 1
-        self._seen_images.add(record.image_uri)
-        group_key = f"pair:{record.pair_id}" if record.pair_id is not None else f"image:{record.image_uri}"
-        group = self._groups.get(group_key)
+        self._seen_images.add(image_key)
+        group = self._groups.get(prepared.group_hash)
         if group is None:
-            group = self._groups[group_key] = len(self._group_keys)
-            self._group_keys.append(group_key)
+            group = self._groups[prepared.group_hash] = len(self._group_images)
             self._group_images.append(0)
             self._group_labels.append(0)
         mask = 0
-        for label, _ in labelled:
-            class_id = self.catalogue.class_id(label)
+        for class_id in prepared.class_ids:
             mask |= 1 << class_id
-            self._labels.append(class_id)
+        self._labels.extend(prepared.class_ids)
         self._group_images[group] += 1
         self._group_labels[group] |= mask
         self._record_group.append(group)
-        self._record_bytes.append(len(line) + 1)
+        self._record_bytes.append(len(prepared.line))
         self._label_start.append(len(self._labels))
-        self._lines.write(line + b"\n")
-        self._origins.write(json.dumps([record.source, image], ensure_ascii=False).encode() + b"\n")
+        self._lines.write(prepared.line)
+        marshal.dump((prepared.source, prepared.image, prepared.group_key), self._origins)
         return True
 
     # -- output ---------------------------------------------------------------------------
     def finish(self, train: IO[bytes], test: IO[bytes]) -> dict[str, Any]:
         """Split, cap and write both manifests; returns the summary for the report."""
-        records = len(self._record_group)
-        group_test = choose_test_groups(
-            self._group_keys, self._group_images, self._group_labels, test_fraction=self.test_fraction, seed=self.seed
-        )
-        sides = {0: [], 1: []}
-        for index in range(records):
-            sides[group_test[self._record_group[index]]].append(index)
-        kept: dict[int, set[int]] = {}
+        order = [self._groups[key] for key in sorted(self._groups)]  # by stable hash, as choose_test_groups
+        group_test = take_test_groups(order, self._group_images, self._group_labels, test_fraction=self.test_fraction)
+        del order
+        record_side = bytes(map(group_test.__getitem__, self._record_group))  # 0 train, 1 test
+        kept: list[set[int] | None] = [None, None]  # None: the side is within its caps
         downsampled: dict[str, Any] = {}
-        for side, members in sides.items():
-            kept[side], note = self._cap(members)
+        for side in (0, 1):
+            kept[side], note = self._cap(record_side, side)
             if note:
                 downsampled["test" if side else "train"] = note
-        counts = {0: SplitCounts(), 1: SplitCounts()}
-        names = self.catalogue.labels
+        counts = (SplitCounts(), SplitCounts())
+        boxes = ([0] * len(self.catalogue.labels), [0] * len(self.catalogue.labels))  # per class id
+        origins = self._read_origins() if downsampled else None
+        labels, label_start = self._labels, self._label_start
         self._lines.seek(0)
-        self._origins.seek(0)
-        for index, (line, origin) in enumerate(zip(self._lines, self._origins)):
-            side = group_test[self._record_group[index]]
-            if index not in kept[side]:
-                source, image = json.loads(origin)
+        for index, line in enumerate(self._lines):
+            origin = next(origins) if origins else None
+            side = record_side[index]
+            keep = kept[side]
+            if keep is not None and index not in keep:
+                source, image, _ = origin
                 self.reject(Rejection(source, image, "downsampled", f"left out to keep the {'test' if side else 'train'} manifest within its caps"))
                 self.inputs -= 1  # counted when it was added
                 continue
@@ -207,8 +274,12 @@ class ManifestAssembler:
             split = counts[side]
             split.images += 1
             split.bytes += len(line)
-            for class_id in self._labels[self._label_start[index] : self._label_start[index + 1]]:
-                split.boxes[names[class_id]] = split.boxes.get(names[class_id], 0) + 1
+            side_boxes = boxes[side]
+            for class_id in labels[label_start[index] : label_start[index + 1]]:
+                side_boxes[class_id] += 1
+        names = self.catalogue.labels
+        for split, side_boxes in zip(counts, boxes):
+            split.boxes = {names[class_id]: count for class_id, count in enumerate(side_boxes) if count}
         return {
             "annotations_in": self.inputs,
             "lines_out": counts[0].images + counts[1].images,
@@ -223,21 +294,26 @@ class ManifestAssembler:
             "downsampled": downsampled,
         }
 
-    def _cap(self, members: list[int]) -> tuple[set[int], dict[str, Any] | None]:
-        """Keep a side within the line and byte caps, stratified by each image's rarest label."""
-        total_bytes = sum(self._record_bytes[i] for i in members)
-        if len(members) <= self.max_lines and total_bytes <= self.max_bytes:
-            return set(members), None
+    def _cap(self, record_side: bytes, side: int) -> tuple[set[int] | None, dict[str, Any] | None]:
+        """Keep a side within the line and byte caps, stratified by each image's rarest label.
+
+        Returns the records to keep (None: all of them) and a note for the summary.
+        """
+        in_side = record_side if side else bytes(map(operator.not_, record_side))  # a 0/1 flag per record
+        if in_side.count(1) <= self.max_lines and sum(compress(self._record_bytes, in_side)) <= self.max_bytes:
+            return None, None
+        members = list(compress(range(len(in_side)), in_side))
         label_images: dict[int, int] = {}
         for index in members:
             for class_id in set(self._labels[self._label_start[index] : self._label_start[index + 1]]):
                 label_images[class_id] = label_images.get(class_id, 0) + 1
         strata = {}
         keys = {}
-        for index in members:
-            labels = set(self._labels[self._label_start[index] : self._label_start[index + 1]])
-            strata[index] = min(labels, key=lambda c: (label_images[c], c))
-            keys[index] = stable_hash(self.seed, self._group_keys[self._record_group[index]] + "|" + str(index))
+        for index, (_, _, group_key) in enumerate(self._read_origins()):
+            if in_side[index]:
+                labels = set(self._labels[self._label_start[index] : self._label_start[index + 1]])
+                strata[index] = min(labels, key=lambda c: (label_images[c], c))
+                keys[index] = stable_hash(self.seed, group_key + "|" + str(index))
         cap = min(self.max_lines, len(members))
         while True:
             kept = stratified_keep(strata, keys, members, cap)
@@ -246,6 +322,15 @@ class ManifestAssembler:
             cap = int(cap * self.max_bytes / sum(self._record_bytes[i] for i in kept) * 0.999)
         note = {"from": len(members), "to": len(kept), "max_lines": self.max_lines, "max_bytes": self.max_bytes, "stratified_by": "rarest label in the image"}
         return kept, note
+
+    def _read_origins(self) -> Iterator[tuple[str, str, str]]:
+        """(source, image, group key) of every line, in order."""
+        self._origins.seek(0)
+        while True:
+            try:
+                yield marshal.load(self._origins)  # marshal: a private spool, read back by this same Python
+            except EOFError:
+                return
 
     def iter_rejections(self) -> Iterator[dict[str, Any]]:
         self._rejections.flush()

@@ -120,6 +120,8 @@ class Record:
 
 
 def _number(value: Any) -> float:
+    if type(value) is int or type(value) is float and math.isfinite(value):  # the usual case, first
+        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError
     return float(value)
@@ -133,15 +135,16 @@ def clip_box(xyxy: Any, width: int, height: int) -> tuple[int, int, int, int]:
     try:
         if not isinstance(xyxy, (list, tuple)) or len(xyxy) != 4:
             raise ValueError
-        x1, y1, x2, y2 = (_number(v) for v in xyxy)
+        x1, y1, x2, y2 = map(_number, xyxy)
     except ValueError:
         raise AnnotationError("box_invalid", f"bounding box {xyxy!r} is not four numbers") from None
     if x2 < x1 or y2 < y1:
         raise AnnotationError("box_invalid", f"bounding box {xyxy!r} has x2 < x1 or y2 < y1")
-    left, top = round(max(0.0, min(x1, width))), round(max(0.0, min(y1, height)))
-    right, bottom = round(max(0.0, min(x2, width))), round(max(0.0, min(y2, height)))
     if x2 <= 0 or y2 <= 0 or x1 >= width or y1 >= height:
         raise AnnotationError("box_outside_image", f"bounding box {xyxy!r} lies outside the {width}x{height} image")
+    # Each corner is now inside the image on one side, so it is clipped on the other only.
+    left, top = (round(x1) if x1 > 0 else 0), (round(y1) if y1 > 0 else 0)
+    right, bottom = (round(x2) if x2 < width else width), (round(y2) if y2 < height else height)
     if right - left <= MIN_BOX_SIDE or bottom - top <= MIN_BOX_SIDE:
         raise AnnotationError(
             "box_too_small",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import zipfile
@@ -21,7 +22,13 @@ Item = tuple[ImageAnnotation | AnnotationError | Rejection, str]
 
 
 def iso_timestamp(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return _iso_second(int(seconds))
+
+
+@functools.lru_cache(maxsize=1024)
+def _iso_second(second: int) -> str:
+    # Annotation files are written in bursts, so thousands share a second: format each once.
+    return dt.datetime.fromtimestamp(second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class InputError(Exception):
@@ -41,7 +48,9 @@ class AnnotationSource:
 
     def __iter__(self) -> Iterator[Item]:
         if self.kind == "folder":
-            yield from _iter_folder(self.path)
+            folder = str(self.path)
+            for name in folder_names(folder):
+                yield read_folder_file(folder, name)
         elif self.kind == "zip":
             yield from _iter_zip(self.path, self.name)
         elif self.kind == "coco":
@@ -99,14 +108,31 @@ def _unsupported(source: str) -> Rejection:
     return Rejection(source, None, "unsupported_file", "not a .json annotation file")
 
 
-def _iter_folder(folder: Path) -> Iterator[Item]:
-    for name in sorted(entry.name for entry in os.scandir(folder) if entry.is_file()):
-        path = folder / name
-        created = iso_timestamp(path.stat().st_mtime)
-        if not name.lower().endswith(".json"):
-            yield _unsupported(name), created
-            continue
-        yield _parse_one(name, name[:-5], path.read_bytes()), created
+def folder_names(folder: str) -> list[str]:
+    """The names of a folder's files, in the order they are converted."""
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+
+
+def read_folder_file(folder: str, name: str) -> Item:
+    """One file of an annotation folder: its annotation (or why there is none) and its date."""
+    path = os.path.join(folder, name)
+    if not name.lower().endswith(".json"):
+        return _unsupported(name), iso_timestamp(os.stat(path).st_mtime)
+    data, mtime = _read_file(path)
+    return _parse_one(name, name[:-5], data), iso_timestamp(mtime)
+
+
+def _read_file(path: str) -> tuple[bytes, float]:
+    """A file's bytes and modification time, from one open (raw os calls: this runs per file)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        stat = os.fstat(fd)
+        data = os.read(fd, stat.st_size + 1)  # one read, unless the file grew since the fstat
+        while len(data) > stat.st_size and (more := os.read(fd, 1 << 16)):
+            data += more
+        return data, stat.st_mtime
+    finally:
+        os.close(fd)
 
 
 def _iter_zip(archive_path: Path, name: str) -> Iterator[Item]:
@@ -134,24 +160,23 @@ class LocalImages:
         if not self.folder.is_dir():
             raise InputError(f"{self.folder}: images folder not found")
         self.image_uri = normalise_image_uri(image_uri)
+        self._prefix = os.path.join(self.folder, "")  # joined by hand below: this runs per image
 
     def describe(self) -> str:
         return str(self.folder)
 
     def open(self, candidates: tuple[str, ...]) -> OpenedImage | None:
+        # Opening is the existence test, and every read is served by that one handle.
         for name in candidates:
-            path = self.folder / name
             try:
-                size = path.stat().st_size
-            except OSError:
+                fd = os.open(self._prefix + name, os.O_RDONLY)
+            except (FileNotFoundError, NotADirectoryError):
                 continue
 
-            def read_at(offset: int, length: int, path: Path = path) -> bytes:
-                with path.open("rb") as handle:
-                    handle.seek(offset)
-                    return handle.read(length)
+            def read_at(offset: int, length: int, fd: int = fd) -> bytes:
+                return os.pread(fd, length, offset)
 
-            return OpenedImage(name, self.image_uri + name, size, read_at)
+            return OpenedImage(name, self.image_uri + name, os.fstat(fd).st_size, read_at, functools.partial(os.close, fd))
         return None
 
 

@@ -6,8 +6,10 @@ or a random generator's state, so the same data gives the same split however it 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
+from collections import Counter
 from typing import Sequence
 
 
@@ -25,20 +27,35 @@ def choose_test_groups(
 ) -> bytearray:
     """Pick whole groups (pair ids) for the test set; returns a 0/1 flag per group.
 
-    Groups are visited in hash order and taken while the test set is short of its share,
-    except a group whose removal would leave some label with no training group: every label
-    in test is then also in train. ``group_labels`` holds a bit mask of labels per group.
+    Groups are visited in the order of their keys' stable hashes (see ``take_test_groups``).
     """
-    is_test = bytearray(len(group_keys))
+    order = sorted(range(len(group_keys)), key=lambda g: (stable_hash(seed, group_keys[g]), group_keys[g]))
+    return take_test_groups(order, group_images, group_labels, test_fraction=test_fraction)
+
+
+def take_test_groups(
+    order: Sequence[int],
+    group_images: Sequence[int],
+    group_labels: Sequence[int],
+    *,
+    test_fraction: float,
+) -> bytearray:
+    """Visit the groups in ``order`` and flag the ones that go to test; a 0/1 flag per group.
+
+    Groups are taken while the test set is short of its share, except a group whose removal
+    would leave some label with no training group: every label in test is then also in
+    train. ``group_labels`` holds a bit mask of labels per group. ``order`` is by stable hash,
+    so that the split does not depend on input order (the assembler keeps only the hashes).
+    """
+    is_test = bytearray(len(group_images))
     total = sum(group_images)
     target = total * test_fraction
     if target <= 0:
         return is_test
     train_groups_with: dict[int, int] = {}
-    for mask in group_labels:
+    for mask, groups in Counter(group_labels).items():
         for bit in _bits(mask):
-            train_groups_with[bit] = train_groups_with.get(bit, 0) + 1
-    order = sorted(range(len(group_keys)), key=lambda g: (stable_hash(seed, group_keys[g]), group_keys[g]))
+            train_groups_with[bit] = train_groups_with.get(bit, 0) + groups
     test_images = 0
     for g in order:
         if test_images >= target:
@@ -93,10 +110,11 @@ def stratified_keep(
     return kept
 
 
-def _bits(mask: int) -> list[int]:
+@functools.lru_cache(maxsize=4096)  # a data set has a few hundred label combinations
+def _bits(mask: int) -> tuple[int, ...]:
     bits = []
     while mask:
         low = mask & -mask
         bits.append(low.bit_length() - 1)
         mask ^= low
-    return bits
+    return tuple(bits)

@@ -98,6 +98,13 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
             f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/fragments/*]",
             f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/reports/*]",
             *([f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/runs/*]"] * 3),
+            # The inference API: its two functions, the REST API and API Gateway's logging role.
+            *(["AwsSolutions-L1", "AwsSolutions-IAM5[Resource::*]"] * 2),
+            *(["AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/fashion-pipeline-*]"] * 2),
+            f"AwsSolutions-IAM5[Resource::<{dataset}.Arn>/images/*]",
+            "AwsSolutions-APIG3",
+            "AwsSolutions-COG4",
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
         ]
     )
 

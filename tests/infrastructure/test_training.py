@@ -72,14 +72,14 @@ def test_workflow_functions_and_lease_table(synthesized: Synthesized) -> None:
     functions = synthesized.resources("AWS::Lambda::Function")
     handlers = {f["Properties"].get("Handler") for f in functions.values()}
     assert {"workflow.handler.prepare", "workflow.handler.assemble", "workflow.handler.evaluate", "workflow.handler.finish"} <= handlers
-    [table] = synthesized.resources("AWS::DynamoDB::GlobalTable").values()
+    [table] = [t for lid, t in synthesized.resources("AWS::DynamoDB::GlobalTable").items() if "RunLocks" in lid]
     assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     [parameter] = synthesized.resources("AWS::SSM::Parameter").values()
     assert parameter["Properties"]["Name"] == "/fashion-pipeline/model"
 
 
 def test_training_requests_start_the_machine(synthesized: Synthesized) -> None:
-    [rule] = synthesized.resources("AWS::Events::Rule").values()
+    [rule] = [r for r in synthesized.resources("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["object"]["key"] == [{"prefix": "requests/"}]

@@ -1,27 +1,20 @@
 import json
 import uuid
-from dataclasses import dataclass
-from urllib.parse import quote_plus
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from fashion_pipeline.aws.events import s3_notification
+from fashion_pipeline.local.lambda_runtime import LambdaContext as LocalContext
 from fashion_pipeline.sample import generate
 
 DATASET_BUCKET = "fashion-dataset-test"
 ARTIFACTS_BUCKET = "fashion-artifacts-test"
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "converter"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:converter"
-    aws_request_id: str = "request-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+def LambdaContext():
+    return LocalContext("converter", 1024, "arn:aws:lambda:us-east-1:123456789012:function:converter", 300)
 
 
 @pytest.fixture(scope="session")
@@ -47,26 +40,7 @@ def upload_images(s3, sample, dataset="demo"):
 
 def s3_event(key, bucket=DATASET_BUCKET, event="ObjectCreated:Put"):
     """An S3 notification as S3 writes it (key URL-encoded, spaces as '+')."""
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2026-11-28T12:00:00.000Z",
-                "eventName": event,
-                "userIdentity": {"principalId": "AWS:EXAMPLE"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": "1", "x-amz-id-2": "2"},
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "annotations",
-                    "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"}, "arn": f"arn:aws:s3:::{bucket}"},
-                    "object": {"key": quote_plus(key, safe="/"), "size": 1, "eTag": "0", "sequencer": "0A1B2C3D4E5F678901"},
-                },
-            }
-        ]
-    }
+    return s3_notification(bucket, key, size=1, etag="0", event_name=event)
 
 
 def sqs_event(*bodies):

@@ -35,7 +35,7 @@ def test_happy_path_trains_evaluates_deploys_and_publishes(harness, sample):
     assert harness.object(run_prefix + "outcome.json")["status"] == "succeeded"
     # The dataset's lease is free again.
     locks = harness.session.client("dynamodb")
-    table = harness.pipeline.deployment.find("AWS::DynamoDB::GlobalTable")
+    table = harness.pipeline.deployment.find("AWS::DynamoDB::GlobalTable", "RunLocks")
     assert locks.scan(TableName=table)["Count"] == 0
 
 
@@ -134,7 +134,7 @@ def test_cli_train_waits_and_reports(harness, sample, monkeypatch, capsys):
 
     harness.upload_and_convert(sample)
     monkeypatch.setattr("fashion_pipeline.aws.stack.stack_outputs", lambda session, name: {"StateMachineArn": harness.machine})
-    code = cli.main(["train", "--dataset", "demo", "--wait", "--interval", "0.2", "--poll-seconds", "0", "--no-deploy"])
+    code = cli.main(["train", "--dataset", "demo", "--wait", "--interval", "0.2", "--poll-seconds", "0", "--start-poll-seconds", "0", "--no-deploy"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "started arn:aws:states" in out and "-> Assemble manifests" in out and "not_deployed" in out

@@ -32,10 +32,14 @@ class EmulatedPipeline:
         return self.deployment.find("AWS::StepFunctions::StateMachine")
 
 
-def emulate(session: Any, template: dict[str, Any], *, region: str = "us-east-1") -> EmulatedPipeline:
-    """Create everything the template declares in the (already started) moto backend."""
+def emulate(session: Any, template: dict[str, Any], *, region: str = "us-east-1", endpoint: str | None = None) -> EmulatedPipeline:
+    """Create everything the template declares in the (already started) moto backend.
+
+    ``endpoint`` is moto's server URL in local mode (queue URLs are made from it).
+    """
     controller = custom_labels_emulator.install()
     stepfunctions.install()
     runtime = LocalLambdaRuntime(region=region).install()
-    deployment = provision(session, Template(template, region=region), runtime)
+    resolver = Template(template, region=region, **({"endpoint": endpoint} if endpoint else {}))
+    deployment = provision(session, resolver, runtime)
     return EmulatedPipeline(deployment, runtime, controller)

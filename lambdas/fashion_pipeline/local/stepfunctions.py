@@ -8,6 +8,7 @@ to their single match, as on AWS; every other path keeps moto's behaviour.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from typing import Any
@@ -37,4 +38,7 @@ def install() -> None:
         if getattr(module, "__name__", "").startswith("moto.stepfunctions") and getattr(module, "extract_json", None) is original:
             module.extract_json = extract_json  # type: ignore[attr-defined]
     json_path.extract_json = extract_json  # type: ignore[assignment]
+    # The interpreter logs an ERROR for every IsPresent test of an absent path, which is a
+    # normal outcome of a Choice state, not a failure.
+    logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
     _installed = True

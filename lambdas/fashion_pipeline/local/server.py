@@ -1,0 +1,256 @@
+"""Local mode: the deployed pipeline, offline, in one process.
+
+moto's server holds the resources of the synthesized stack (buckets, queues, tables, the
+state machine with its synthesized definition, the model parameter, the topic); this
+module adds the plumbing AWS would provide — S3 notifications into the queue and a poller
+that invokes the converter with real SQS batch events, the training-request rule, Lambda
+tasks dispatched to the project's handlers — plus the Custom Labels emulator and the
+inference API on a local port. Everything a user does against AWS works against it with
+``AWS_ENDPOINT_URL`` pointing here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .environment import EmulatedPipeline, emulate
+from .template import ACCOUNT, Template
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+STACK_NAME = "FashionPipeline"
+LOCAL_TRAINING = {"poll_seconds": 1, "start_poll_seconds": 1}  # emulated training takes seconds
+REQUESTS_QUEUE = "local-training-requests"
+
+
+def synthesized_template(path: str | None = None) -> dict[str, Any]:
+    """The stack's template: a given file, or a fresh synthesis of this checkout's app."""
+    if path:
+        return json.loads(Path(path).read_text())
+    outdir = REPO_ROOT / "build" / "local-cdk.out"
+    template = outdir / f"{STACK_NAME}.template.json"
+    sources = [REPO_ROOT / "app.py", REPO_ROOT / "cdk.json", *REPO_ROOT.glob("infrastructure/*.py")]
+    if not template.exists() or template.stat().st_mtime < max(p.stat().st_mtime for p in sources):
+        env = {**os.environ, "CDK_OUTDIR": str(outdir), "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+               "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1"}
+        env.pop("AWS_ENDPOINT_URL", None)
+        subprocess.run([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+    return json.loads(template.read_text())
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all talk to the local endpoint."""
+
+    def __init__(self, endpoint: str, region: str) -> None:
+        import boto3
+
+        self._session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=region)
+        self.endpoint = endpoint
+        self.region_name = region
+
+    def client(self, name: str, **kwargs: Any) -> Any:
+        return self._session.client(name, endpoint_url=self.endpoint, **kwargs)
+
+
+@dataclass
+class LocalPipeline:
+    endpoint: str
+    api_url: str
+    pipeline: EmulatedPipeline
+    session: _EndpointSession
+    outputs: dict[str, str]
+    _stops: list[Any] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def info(self) -> dict[str, str]:
+        return {
+            "aws_endpoint_url": self.endpoint,
+            "api_url": self.api_url,
+            "dataset_bucket": self.outputs["DatasetBucketName"],
+            "artifacts_bucket": self.outputs["ArtifactsBucketName"],
+            "state_machine_arn": self.outputs["StateMachineArn"],
+        }
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        for stop in reversed(self._stops):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
+
+
+def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", template_path: str | None = None,
+          verbose: bool = False) -> LocalPipeline:
+    """Start everything; returns once the stack's resources exist and the API answers."""
+    template = synthesized_template(template_path)
+    from moto.core.config import default_user_config
+    from moto.server import ThreadedMotoServer
+
+    default_user_config["lambda"]["use_docker"] = False
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+    endpoint = f"http://127.0.0.1:{port}"
+    # The handlers, the SDK tasks of the state machine and the user's own tools all find
+    # the emulator through the standard variable.
+    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "MOTO_PORT": str(port), "AWS_DEFAULT_REGION": region,
+                       "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+                       "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+                       "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_NAMESPACE": "FashionPipelineLocal"})
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per emulated AWS call otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    session = _EndpointSession(endpoint, region)
+    pipeline = emulate(session, template, region=region, endpoint=endpoint)
+    pipeline.custom_labels.settings(dataset_ticks=1, training_ticks=3, start_ticks=1, stop_ticks=1)
+    resolver = pipeline.template
+    _local_function_settings(pipeline, verbose)
+    _apply_bucket_notifications(session, resolver)
+
+    api = _serve_api(pipeline, api_port)
+    outputs = _publish_outputs(session, resolver, api.url)
+    local = LocalPipeline(endpoint, api.url, pipeline, session, outputs)
+    local._stops += [server.stop, api.shutdown]
+    for mapping in resolver.of_type("AWS::Lambda::EventSourceMapping"):
+        _thread(local, _poll_queue, resolver.properties(mapping))
+    _thread(local, _forward_training_requests, _training_request_rule(session, resolver))
+    return local
+
+
+def _thread(local: LocalPipeline, target: Any, *args: Any) -> None:
+    threading.Thread(target=target, args=(local, *args), daemon=True, name=target.__name__).start()
+
+
+def _local_function_settings(pipeline: EmulatedPipeline, verbose: bool) -> None:
+    for function in pipeline.runtime.functions.values():
+        if not verbose:
+            # Function logs and metric records would interleave with the user's terminal.
+            function.environment.update({"LOG_LEVEL": "WARNING", "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"})
+        if "TRAINING_DEFAULTS" in function.environment:
+            defaults = json.loads(function.environment["TRAINING_DEFAULTS"] or "{}")
+            function.environment["TRAINING_DEFAULTS"] = json.dumps({**defaults, **LOCAL_TRAINING})
+        if function.handler.startswith("inference."):
+            # Every answer says that the model behind it is the offline emulator.
+            function.environment["CUSTOM_LABELS_EMULATED"] = "true"
+
+
+def _apply_bucket_notifications(session: Any, resolver: Template) -> None:
+    s3 = session.client("s3")
+    for lid in resolver.of_type("Custom::S3BucketNotifications"):
+        props = resolver.properties(lid)
+        config = {k: v for k, v in props["NotificationConfiguration"].items() if v not in ({}, None) or k == "EventBridgeConfiguration"}
+        s3.put_bucket_notification_configuration(Bucket=props["BucketName"], NotificationConfiguration=config)
+
+
+def _serve_api(pipeline: EmulatedPipeline, api_port: int) -> Any:
+    from ..webui import LambdaBackend, serve
+
+    [name] = [f.name for f in pipeline.runtime.functions.values() if f.handler == "inference.handler.handler"]
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return json.loads(pipeline.runtime.invoke(name, json.dumps(event)))
+
+    return serve(LambdaBackend(handler), port=api_port)
+
+
+def _publish_outputs(session: Any, resolver: Template, api_url: str) -> dict[str, str]:
+    """The stack's outputs, resolved, on a local CloudFormation stack of the same name, so
+    that commands which look the deployment up (train, reprocess, detect) work unchanged."""
+    outputs = {key: str(resolver.resolve(o["Value"])) for key, o in resolver.template.get("Outputs", {}).items()}
+    outputs["ApiUrl"] = api_url
+    body = {"Resources": {"LocalMode": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
+    with warnings.catch_warnings():  # moto only records the placeholder resource, which is all we need
+        warnings.simplefilter("ignore")
+        session.client("cloudformation").create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(body))
+    return outputs
+
+
+def _sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {"ApproximateReceiveCount": message.get("Attributes", {}).get("ApproximateReceiveCount", "1"),
+                       "SentTimestamp": str(int(time.time() * 1000)), "SenderId": ACCOUNT,
+                       "ApproximateFirstReceiveTimestamp": str(int(time.time() * 1000))},
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(message["Body"].encode()).hexdigest(),  # noqa: S324 - SQS's own checksum
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
+    """What Lambda's SQS event source does: batch, invoke, delete what succeeded."""
+    sqs = local.session.client("sqs")
+    queue_arn = mapping["EventSourceArn"]
+    queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+    function = mapping["FunctionName"]
+    batch_size = int(mapping.get("BatchSize", 10))
+    window = min(float(mapping.get("MaximumBatchingWindowInSeconds", 0)), 1.0)  # short locally
+    while not local._stop.is_set():
+        try:
+            messages: list[dict[str, Any]] = []
+            deadline = time.monotonic() + window
+            while len(messages) < batch_size:
+                got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=min(10, batch_size - len(messages)),
+                                          WaitTimeSeconds=1, AttributeNames=["All"]).get("Messages", [])
+                messages += got
+                if not got or time.monotonic() >= deadline:
+                    break
+            if not messages:
+                continue
+            event = {"Records": [_sqs_record(m, queue_arn, local.session.region_name) for m in messages]}
+            result = json.loads(local.pipeline.runtime.invoke(function, json.dumps(event)) or b"{}") or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            if "errorType" in result:
+                failed = {m["MessageId"] for m in messages}
+            done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
+            if done:
+                sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
+        except Exception as exc:  # noqa: BLE001 - a poller must outlive one bad batch
+            if not local._stop.is_set():
+                print(f"local mode: queue poller error: {exc}", file=sys.stderr)
+                time.sleep(1)
+
+
+def _training_request_rule(session: Any, resolver: Template) -> str:
+    """The template's training-request rule, evaluated by the emulated EventBridge; its
+    target (the state machine) is reached through a local queue this process forwards."""
+    events = session.client("events")
+    sqs = session.client("sqs")
+    queue_url = sqs.create_queue(QueueName=REQUESTS_QUEUE)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for lid in resolver.of_type("AWS::Events::Rule"):
+        props = resolver.properties(lid)
+        if "EventPattern" not in props:
+            continue
+        events.put_rule(Name=resolver.name(lid), EventPattern=json.dumps(props["EventPattern"]), State="ENABLED")
+        events.put_targets(Rule=resolver.name(lid), Targets=[{"Id": "state-machine", "Arn": queue_arn}])
+    return queue_url
+
+
+def _forward_training_requests(local: LocalPipeline, queue_url: str) -> None:
+    sqs = local.session.client("sqs")
+    sfn = local.session.client("stepfunctions")
+    while not local._stop.is_set():
+        try:
+            for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+                sfn.start_execution(stateMachineArn=local.outputs["StateMachineArn"], name=f"request-{uuid.uuid4().hex[:12]}", input=message["Body"])
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        except Exception as exc:  # noqa: BLE001
+            if not local._stop.is_set():
+                print(f"local mode: training-request forwarder error: {exc}", file=sys.stderr)
+                time.sleep(1)

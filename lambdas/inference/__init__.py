@@ -1,0 +1,1 @@
+"""Inference API (``inference.handler``) and idle auto-stop (``inference.autostop``) functions."""
