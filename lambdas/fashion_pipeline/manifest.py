@@ -20,12 +20,13 @@ import os
 import tempfile
 from array import array
 from dataclasses import dataclass, field
-from itertools import compress
+from collections import Counter
+from itertools import chain, compress, repeat
 from json.encoder import encode_basestring as quote  # how json.dumps(..., ensure_ascii=False) writes a str
-from typing import IO, Any, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 from .labels import LabelCatalogue
-from .records import Record, Rejection
+from .records import Box, Record, Rejection
 from .split import stable_hash, stratified_keep, take_test_groups
 
 MAX_BOXES_PER_IMAGE = 50
@@ -76,16 +77,18 @@ class ManifestLines:
         self._metadata = f',{quote(attribute + "-metadata")}:{{"objects":['
         self._job = f',"job-name":{quote(job_name)}'
 
-    def line(self, record: Record, labelled: list[tuple[str, Any]]) -> str:
+    def line(self, record: Record, labelled: list[tuple[str, Box]]) -> str:
         """One JSON line in the exact shape Rekognition imports (see the Custom Labels guide,
         "Object localization in manifest files")."""
-        class_ids = [self._class_ids[label] for label, _ in labelled]
-        annotations = ",".join(
+        return self._line(record, [self._class_ids[label] for label, _ in labelled], [box for _, box in labelled])
+
+    def _line(self, record: Record, class_ids: list[int], boxes: list[Box]) -> str:
+        annotations = ",".join([
             f'{{"class_id":{cid},"top":{box.top},"left":{box.left},"width":{box.width},"height":{box.height}}}'
-            for cid, (_, box) in zip(class_ids, labelled)
-        )
+            for cid, box in zip(class_ids, boxes)
+        ])
         objects = ",".join(['{"confidence":1}'] * len(class_ids))
-        class_map = ",".join(self._class_map[cid] for cid in sorted(set(class_ids)))
+        class_map = ",".join(map(self._class_map.__getitem__, sorted(set(class_ids))))
         return (
             f'{{"source-ref":{quote(record.image_uri)}'
             f'{self._size}{record.width},"height":{record.height},"depth":{record.depth}}}],"annotations":[{annotations}]}}'
@@ -96,7 +99,8 @@ class ManifestLines:
     def prepare(self, record: Record) -> Prepared:
         """Everything about a record that does not depend on the records before it."""
         image = record.image_name
-        labelled = []
+        class_ids: list[int] = []
+        boxes: list[Box] = []
         rejections = []
         for index, box in enumerate(record.boxes):
             if box.category not in self._label_of:
@@ -104,24 +108,23 @@ class ManifestLines:
             elif (label := self._label_of[box.category]) is None:
                 rejections.append(Rejection(record.source, image, "label_excluded", f"category {box.category!r} is excluded by the label mapping", f"box {index + 1}"))
             else:
-                labelled.append((label, box))
+                class_ids.append(self._class_ids[label])
+                boxes.append(box)
         problem = None
-        line = b""
-        if len(labelled) > MAX_BOXES_PER_IMAGE:
-            problem = ("too_many_boxes", f"{len(labelled)} boxes; Rekognition accepts at most {MAX_BOXES_PER_IMAGE} per image")
-        elif not labelled:
+        if len(boxes) > MAX_BOXES_PER_IMAGE:
+            problem = ("too_many_boxes", f"{len(boxes)} boxes; Rekognition accepts at most {MAX_BOXES_PER_IMAGE} per image")
+        elif not boxes:
             problem = ("no_valid_boxes", "no box survived the rules")
         else:
-            text = self.line(record, labelled)
+            text = self._line(record, class_ids, boxes)
             line = text.encode()
             if len(line) > MAX_LINE_CHARS and len(text) > MAX_LINE_CHARS:
                 problem = ("line_too_long", f"the manifest line would be {len(line)} characters; the limit is {MAX_LINE_CHARS}")
         if problem is not None:
             return Prepared(record.source, image, record.image_uri, tuple(rejections), problem, b"", (), "", 0)
         group_key = f"pair:{record.pair_id}" if record.pair_id is not None else f"image:{record.image_uri}"
-        class_ids = tuple(self._class_ids[label] for label, _ in labelled)
         return Prepared(
-            record.source, image, record.image_uri, tuple(rejections), None, line + b"\n", class_ids,
+            record.source, image, record.image_uri, tuple(rejections), None, line + b"\n", tuple(class_ids),
             group_key, stable_hash(self.seed, group_key),
         )
 
@@ -136,6 +139,14 @@ def manifest_line(
 ) -> str:
     """One manifest line for ``record``'s ``labelled`` boxes (see ManifestLines.line)."""
     return ManifestLines(catalogue, attribute=attribute, job_name=job_name).line(record, labelled)
+
+
+LEFT_OUT = 2  # a record's destination when a cap drops it, besides 0 (train) and 1 (test)
+
+
+def _selected(values: Iterable[Any], flags: bytes | bytearray, flag: int) -> Iterator[Any]:
+    """The values whose flag is ``flag``: loops in C, as finish goes over every record."""
+    return compress(values, map(operator.eq, flags, repeat(flag)))
 
 
 @dataclass
@@ -190,7 +201,7 @@ class ManifestAssembler:
         self._group_labels: array[int] | list[int] = array("Q") if len(catalogue.labels) <= 64 else []
         # Image URIs seen, as their 64-bit hash() (a fraction of the URIs' memory). Two URIs
         # sharing a hash would report the later as a duplicate: odds of about n^2 / 2^65 for
-        # n images, 3e-11 at 100,000.
+        # n images, 3e-10 at 100,000 and 3e-8 at a million.
         self._seen_images: set[int] = set()
         self.inputs = 0
         self.rejection_counts: dict[str, int] = {}
@@ -249,37 +260,37 @@ class ManifestAssembler:
         order = [self._groups[key] for key in sorted(self._groups)]  # by stable hash, as choose_test_groups
         group_test = take_test_groups(order, self._group_images, self._group_labels, test_fraction=self.test_fraction)
         del order
-        record_side = bytes(map(group_test.__getitem__, self._record_group))  # 0 train, 1 test
-        kept: list[set[int] | None] = [None, None]  # None: the side is within its caps
+        # Where each record goes: 0 train, 1 test, or LEFT_OUT + its side when a cap drops it.
+        destination = bytearray(map(group_test.__getitem__, self._record_group))
         downsampled: dict[str, Any] = {}
         for side in (0, 1):
-            kept[side], note = self._cap(record_side, side)
+            note = self._cap(destination, side)
             if note:
                 downsampled["test" if side else "train"] = note
-        counts = (SplitCounts(), SplitCounts())
-        boxes = ([0] * len(self.catalogue.labels), [0] * len(self.catalogue.labels))  # per class id
-        origins = self._read_origins() if downsampled else None
-        labels, label_start = self._labels, self._label_start
+        if downsampled:
+            for index, (source, image, _) in enumerate(self._read_origins()):
+                if destination[index] >= LEFT_OUT:
+                    side = "test" if destination[index] - LEFT_OUT else "train"
+                    self.reject(Rejection(source, image, "downsampled", f"left out to keep the {side} manifest within its caps"))
+                    self.inputs -= 1  # counted when it was added
         self._lines.seek(0)
-        for index, line in enumerate(self._lines):
-            origin = next(origins) if origins else None
-            side = record_side[index]
-            keep = kept[side]
-            if keep is not None and index not in keep:
-                source, image, _ = origin
-                self.reject(Rejection(source, image, "downsampled", f"left out to keep the {'test' if side else 'train'} manifest within its caps"))
-                self.inputs -= 1  # counted when it was added
-                continue
-            (test if side else train).write(line)
-            split = counts[side]
-            split.images += 1
-            split.bytes += len(line)
-            side_boxes = boxes[side]
-            for class_id in labels[label_start[index] : label_start[index + 1]]:
-                side_boxes[class_id] += 1
+        done = 0
+        while lines := self._lines.readlines(1 << 18):  # a quarter megabyte of lines at a time
+            flags = destination[done : done + len(lines)]
+            train.write(b"".join(_selected(lines, flags, 0)))
+            test.write(b"".join(_selected(lines, flags, 1)))
+            done += len(lines)
+        boxes_per_record = map(operator.sub, self._label_start[1:], self._label_start[:-1])
+        box_destination = bytes(chain.from_iterable(map(repeat, destination, boxes_per_record)))
         names = self.catalogue.labels
-        for split, side_boxes in zip(counts, boxes):
-            split.boxes = {names[class_id]: count for class_id, count in enumerate(side_boxes) if count}
+        counts = [
+            SplitCounts(
+                images=destination.count(side),
+                boxes={names[class_id]: n for class_id, n in Counter(_selected(self._labels, box_destination, side)).items()},
+                bytes=sum(_selected(self._record_bytes, destination, side)),
+            )
+            for side in (0, 1)
+        ]
         return {
             "annotations_in": self.inputs,
             "lines_out": counts[0].images + counts[1].images,
@@ -294,15 +305,15 @@ class ManifestAssembler:
             "downsampled": downsampled,
         }
 
-    def _cap(self, record_side: bytes, side: int) -> tuple[set[int] | None, dict[str, Any] | None]:
+    def _cap(self, destination: bytearray, side: int) -> dict[str, Any] | None:
         """Keep a side within the line and byte caps, stratified by each image's rarest label.
 
-        Returns the records to keep (None: all of them) and a note for the summary.
+        Marks the records it leaves out in ``destination``; returns a note for the summary, or
+        None when the side is within its caps.
         """
-        in_side = record_side if side else bytes(map(operator.not_, record_side))  # a 0/1 flag per record
-        if in_side.count(1) <= self.max_lines and sum(compress(self._record_bytes, in_side)) <= self.max_bytes:
-            return None, None
-        members = list(compress(range(len(in_side)), in_side))
+        if destination.count(side) <= self.max_lines and sum(_selected(self._record_bytes, destination, side)) <= self.max_bytes:
+            return None
+        members = list(_selected(range(len(destination)), destination, side))
         label_images: dict[int, int] = {}
         for index in members:
             for class_id in set(self._labels[self._label_start[index] : self._label_start[index + 1]]):
@@ -310,7 +321,7 @@ class ManifestAssembler:
         strata = {}
         keys = {}
         for index, (_, _, group_key) in enumerate(self._read_origins()):
-            if in_side[index]:
+            if destination[index] == side:
                 labels = set(self._labels[self._label_start[index] : self._label_start[index + 1]])
                 strata[index] = min(labels, key=lambda c: (label_images[c], c))
                 keys[index] = stable_hash(self.seed, group_key + "|" + str(index))
@@ -320,8 +331,10 @@ class ManifestAssembler:
             if sum(self._record_bytes[i] for i in kept) <= self.max_bytes or cap <= 1:
                 break
             cap = int(cap * self.max_bytes / sum(self._record_bytes[i] for i in kept) * 0.999)
-        note = {"from": len(members), "to": len(kept), "max_lines": self.max_lines, "max_bytes": self.max_bytes, "stratified_by": "rarest label in the image"}
-        return kept, note
+        for index in members:
+            if index not in kept:
+                destination[index] = LEFT_OUT + side
+        return {"from": len(members), "to": len(kept), "max_lines": self.max_lines, "max_bytes": self.max_bytes, "stratified_by": "rarest label in the image"}
 
     def _read_origins(self) -> Iterator[tuple[str, str, str]]:
         """(source, image, group key) of every line, in order."""

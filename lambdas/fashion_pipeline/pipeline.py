@@ -28,9 +28,9 @@ from .records import AnnotationError, Rejection
 from .sources import AnnotationSource, Item, LocalImages, folder_names, read_folder_file
 
 CHUNK = 256  # files per task: enough to make a round trip between processes cheap per file
-IN_FLIGHT = 4  # chunks per worker sent ahead of the one being assembled: keeps workers busy, bounds memory
+IN_FLIGHT = 4  # chunks per worker submitted ahead of assembly: workers never wait, results never pile up
 
-Converted = tuple[tuple[Rejection, ...], Prepared | None, bool]
+Outcome = tuple[tuple[Rejection, ...], Prepared | None, bool]
 """What one input item becomes: its rejections, its line (if any), and whether it is an image."""
 
 
@@ -47,7 +47,7 @@ class Converter:
     lines: ManifestLines
     source_path: str  # names an unreadable input in the report when the error names nothing better
 
-    def convert(self, item: Item) -> Converted:
+    def convert(self, item: Item) -> Outcome:
         annotation, created = item
         if isinstance(annotation, Rejection):
             # A dropped COCO annotation (item set) is not an image of its own.
@@ -80,27 +80,33 @@ def convert_into(
             on_image()
 
 
-def _converted(source: AnnotationSource, converter: Converter, jobs: int, chunk: int) -> Iterator[Converted]:
+def _converted(source: AnnotationSource, converter: Converter, jobs: int, chunk: int) -> Iterator[Outcome]:
     if source.kind != "folder":
         return map(converter.convert, source)
     folder = str(source.path)
     names = folder_names(folder)
-    chunks = [names[i : i + chunk] for i in range(0, len(names), chunk)]
+    chunks = deque(names[i : i + chunk] for i in range(0, len(names), chunk))
     del names
     jobs = min(jobs, len(chunks))  # a small folder is not worth starting processes for
     if jobs <= 1:
-        return (converter.convert(read_folder_file(folder, name)) for names in chunks for name in names)
+        return (converter.convert(read_folder_file(folder, name)) for batch in _taken(chunks) for name in batch)
     return _in_workers(folder, chunks, converter, jobs)
 
 
-def _in_workers(folder: str, chunks: list[list[str]], converter: Converter, jobs: int) -> Iterator[Converted]:
+def _taken(chunks: deque[list[str]]) -> Iterator[list[str]]:
+    """Each chunk, dropped from the queue as it is taken: names need not last to the end."""
+    while chunks:
+        yield chunks.popleft()
+
+
+def _in_workers(folder: str, chunks: deque[list[str]], converter: Converter, jobs: int) -> Iterator[Outcome]:
     # Forked workers start in milliseconds with every module already imported; elsewhere
     # (macOS, Windows) the platform's own start method is the safe one.
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(folder, converter)) as pool:
-        pending: deque = deque()
-        for names in chunks:
-            pending.append(pool.submit(_convert_files, names))
+        pending: deque = deque()  # futures of chunks, in input order
+        for batch in _taken(chunks):
+            pending.append(pool.submit(_convert_files, batch))
             if len(pending) >= IN_FLIGHT * jobs:
                 yield from pending.popleft().result()
         while pending:
@@ -116,7 +122,7 @@ def _start_worker(folder: str, converter: Converter) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
 
 
-def _convert_files(names: list[str]) -> list[Converted]:
+def _convert_files(names: list[str]) -> list[Outcome]:
     assert _worker is not None
     folder, converter = _worker
     return [converter.convert(read_folder_file(folder, name)) for name in names]

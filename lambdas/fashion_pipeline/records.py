@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from .images import ImageError, ImageInfo, check_rules
 
@@ -69,8 +69,9 @@ class ImageAnnotation:
         return self.image_candidates[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Box:
+# Box and Record are named tuples rather than frozen dataclasses: just as immutable, and
+# several times cheaper to create, which counts at one record and a few boxes per image.
+class Box(NamedTuple):
     category: str
     left: int
     top: int
@@ -78,8 +79,7 @@ class Box:
     height: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     source: str
     image_uri: str
     width: int
@@ -120,8 +120,6 @@ class Record:
 
 
 def _number(value: Any) -> float:
-    if type(value) is int or type(value) is float and math.isfinite(value):  # the usual case, first
-        return float(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError
     return float(value)
@@ -135,7 +133,11 @@ def clip_box(xyxy: Any, width: int, height: int) -> tuple[int, int, int, int]:
     try:
         if not isinstance(xyxy, (list, tuple)) or len(xyxy) != 4:
             raise ValueError
-        x1, y1, x2, y2 = map(_number, xyxy)
+        x1, y1, x2, y2 = xyxy
+        if type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int:  # the usual case, quickly
+            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
+        else:
+            x1, y1, x2, y2 = map(_number, xyxy)
     except ValueError:
         raise AnnotationError("box_invalid", f"bounding box {xyxy!r} is not four numbers") from None
     if x2 < x1 or y2 < y1:

@@ -115,7 +115,7 @@ def folder_names(folder: str) -> list[str]:
 
 def read_folder_file(folder: str, name: str) -> Item:
     """One file of an annotation folder: its annotation (or why there is none) and its date."""
-    path = os.path.join(folder, name)
+    path = folder + os.sep + name  # a name from scandir needs none of os.path.join's cases
     if not name.lower().endswith(".json"):
         return _unsupported(name), iso_timestamp(os.stat(path).st_mtime)
     data, mtime = _read_file(path)
@@ -127,7 +127,7 @@ def _read_file(path: str) -> tuple[bytes, float]:
     fd = os.open(path, os.O_RDONLY)
     try:
         stat = os.fstat(fd)
-        data = os.read(fd, stat.st_size + 1)  # one read, unless the file grew since the fstat
+        data = os.read(fd, stat.st_size + 1)  # one read, and more only if the file has grown
         while len(data) > stat.st_size and (more := os.read(fd, 1 << 16)):
             data += more
         return data, stat.st_mtime

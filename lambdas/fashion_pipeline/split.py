@@ -14,7 +14,14 @@ from typing import Sequence
 
 
 def stable_hash(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8, key=str(seed).encode()).digest(), "big")
+    hasher = _keyed_blake2b(seed).copy()  # copying a keyed hasher is cheaper than keying a new one
+    hasher.update(key.encode())
+    return int.from_bytes(hasher.digest(), "big")
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed_blake2b(seed: int) -> hashlib._Hash:
+    return hashlib.blake2b(digest_size=8, key=str(seed).encode())
 
 
 def choose_test_groups(
