@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--test-fraction", type=_fraction, default=0.2)
     c.add_argument("--labels", help="JSON object mapping category names to labels (null excludes a category)")
     c.add_argument("--seed", type=int, default=0, help="changes which pair ids go to test")
+    c.add_argument("--jobs", type=int, help="worker processes reading and probing (default: the number of CPUs)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
 
     r = commands.add_parser("reprocess", help="re-run conversion of every annotation object of a dataset")
