@@ -15,10 +15,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .api_client import ApiClient, ApiClientError, ApiResponse, is_loopback
 from .aws.stack import DEFAULT_STACK, StackNotFound
+
+if TYPE_CHECKING:
+    from .api_client import ApiClient, ApiResponse
+
+# The HTTP client (urllib, http.client, ssl) is imported by the commands that use it, so
+# that every other fashion-pipeline command starts without it.
 
 API_KEY_ENV = "FASHION_PIPELINE_API_KEY"
 
@@ -90,6 +95,8 @@ def _session(args: argparse.Namespace) -> Any:
 
 def client_for(args: argparse.Namespace) -> ApiClient:
     """An ``ApiClient`` for ``--endpoint`` or the stack's API, authenticated as the stack expects."""
+    from .api_client import ApiClient, is_loopback
+
     endpoint = getattr(args, "endpoint", None)
     api_key = getattr(args, "api_key", None) or os.environ.get(API_KEY_ENV) or None
     if endpoint and is_loopback(endpoint):
@@ -167,6 +174,8 @@ def _fail(response: ApiResponse) -> int:
 
 def detect(args: argparse.Namespace) -> int:
     """Send IMAGE to ``POST /detections``; print the garments; with --render save the drawing."""
+    from .api_client import ApiClientError
+
     path = Path(args.image)
     try:
         data = path.read_bytes()
@@ -208,6 +217,8 @@ def detect(args: argparse.Namespace) -> int:
 # -- ui --------------------------------------------------------------------------------
 def ui(args: argparse.Namespace) -> int:
     """Serve the browser UI on 127.0.0.1, forwarding its API calls (signed) until Ctrl-C."""
+    from .api_client import ApiClientError
+
     from .webui import RemoteBackend, serve
 
     try:

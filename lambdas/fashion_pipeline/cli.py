@@ -12,10 +12,9 @@ from typing import Any, Sequence, TextIO
 
 from .api_commands import register as register_api_commands
 from .aws.stack import StackNotFound
-from .convert import convert_annotation, error_rejection
 from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
 from .manifest import ManifestAssembler, write_report
-from .records import AnnotationError, Rejection
+from .pipeline import convert_into
 from .sources import InputError, LocalImages, load_labels, open_source
 
 
@@ -65,7 +64,6 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
     progress = Progress(source.total)
     started = time.monotonic()
     with ManifestAssembler(catalogue, test_fraction=args.test_fraction, seed=args.seed, workdir=str(out)) as assembler:
-        from .pipeline import convert_into
 
         convert_into(assembler, source, images, jobs=getattr(args, "jobs", None), on_image=progress.step)
         progress.close()
@@ -100,6 +98,13 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -119,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--test-fraction", type=_fraction, default=0.2)
     c.add_argument("--labels", help="JSON object mapping category names to labels (null excludes a category)")
     c.add_argument("--seed", type=int, default=0, help="changes which pair ids go to test")
-    c.add_argument("--jobs", type=int, help="worker processes reading and probing (default: the number of CPUs)")
+    c.add_argument("--jobs", type=_positive, help="worker processes reading and probing (default: the number of CPUs)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
 
     r = commands.add_parser("reprocess", help="re-run conversion of every annotation object of a dataset")
