@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3_notifications
 from aws_cdk import aws_sqs as sqs
@@ -15,7 +13,7 @@ from constructs import Construct
 
 from infrastructure.functions import ProjectFunction
 from infrastructure.config import PipelineConfig
-from infrastructure.nag import acknowledge, acknowledge_notifications_handler
+from infrastructure.nag import acknowledge_notifications_handler
 from infrastructure.storage import ANNOTATIONS_PREFIX
 
 CONVERTER_HANDLER = "converter.handler.handler"
@@ -43,7 +41,6 @@ class Ingestion(Construct):
         super().__init__(scope, id)
         timeout = Duration.seconds(config.converter_timeout_seconds)
         batch_window = config.converter_batch_window_seconds
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
 
         self.dead_letter_queue = sqs.Queue(
             self,

@@ -1,6 +1,5 @@
 import ast
 import json
-import shutil
 import zipfile
 from pathlib import Path
 
