@@ -30,10 +30,10 @@ class Progress:
         self._last = 0.0
         self._start = time.monotonic()
 
-    def step(self) -> None:
-        self.done += 1
+    def advance(self, count: int = 1) -> None:
+        self.done += count
         now = time.monotonic()
-        if self.enabled and (now - self._last > 0.1 or self.done == self.total):
+        if self.enabled and (now - self._last > 0.1 or self.done >= self.total):
             self._last = now
             width = 30
             filled = int(width * min(self.done, self.total) / self.total)
@@ -65,7 +65,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     with ManifestAssembler(catalogue, test_fraction=args.test_fraction, seed=args.seed, workdir=str(out)) as assembler:
 
-        convert_into(assembler, source, images, jobs=getattr(args, "jobs", None), on_image=progress.step)
+        convert_into(assembler, source, images, jobs=getattr(args, "jobs", None), on_images=progress.advance)
         progress.close()
         # Write beside the final names and rename, so a crash never leaves half a manifest.
         with open(out / "train.manifest.part", "wb") as train, open(out / "test.manifest.part", "wb") as test:

@@ -7,19 +7,22 @@ S3 bucket (the converter Lambda); both hand the same rules the same facts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from .images import ImageError, ReadAt, probe
 from .records import AnnotationError, ImageAnnotation, Record, Rejection, build_record
 
 
-@dataclass
-class OpenedImage:
+def _nothing() -> None:
+    pass
+
+
+class OpenedImage(NamedTuple):
     name: str  # the file name that was found among the candidates
     uri: str  # what the manifest's source-ref will say
     size: int  # bytes
     read_at: ReadAt
-    close: Callable[[], None] = lambda: None  # a local file is held open while it is probed
+    close: Callable[[], None] = _nothing  # a local file is held open while it is probed
 
 
 class ImageStore(Protocol):

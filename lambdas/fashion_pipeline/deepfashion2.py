@@ -10,7 +10,6 @@ not the catalogue's ("short_sleeved_shirt").
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Iterator
 
 from .labels import CATEGORY_NAMES
@@ -35,7 +34,10 @@ else:
     )
 
 IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")  # DeepFashion2 ships .jpg; .png is the common other
-_ITEM_KEY = re.compile(r"^item(\d+)$")
+
+
+def _item_order(entry: tuple[str, Any]) -> tuple[int, str]:
+    return int(entry[0][4:]), entry[0]
 
 
 def load_document(data: bytes) -> Any:
@@ -62,29 +64,22 @@ def parse_document(document: Any, *, source: str, image_candidates: tuple[str, .
     """One DeepFashion2 annotation object -> ImageAnnotation. Raises AnnotationError."""
     if not isinstance(document, dict):
         raise AnnotationError("not_an_annotation", "expected a JSON object with item1, item2, ...")
-    items = sorted(
-        (int(match.group(1)), key)
-        for key in document
-        if key.startswith("item") and (match := _ITEM_KEY.match(key))  # startswith: the cheap test first
-    )
+    items = [(key, value) for key, value in document.items() if key[:4] == "item" and key[4:].isdecimal()]
+    if len(items) > 1:
+        items.sort(key=_item_order)
     if not items and "pair_id" not in document and "source" not in document:
         raise AnnotationError("not_an_annotation", "no DeepFashion2 fields (source, pair_id, itemN)")
     pair_id = document.get("pair_id")
     boxes = []
-    for _, key in items:
-        item = document[key]
+    for key, item in items:
         if not isinstance(item, dict):
             boxes.append(SourceBox(key, None, None, None))
             continue
         category_id = item.get("category_id")
-        category = CATEGORY_NAMES.get(category_id) if isinstance(category_id, int) and not isinstance(category_id, bool) else None
+        # type() rather than isinstance: True is an int, and must not read as category 1.
+        category = CATEGORY_NAMES.get(category_id) if type(category_id) is int else None
         boxes.append(SourceBox(key, category, category_id, item.get("bounding_box")))
-    return ImageAnnotation(
-        source=source,
-        image_candidates=image_candidates,
-        pair_id=None if pair_id is None else str(pair_id),
-        boxes=boxes,
-    )
+    return ImageAnnotation(source, image_candidates, None if pair_id is None else str(pair_id), boxes)
 
 
 def parse_file(data: bytes, *, source: str, stem: str) -> ImageAnnotation:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 # Rekognition Custom Labels limits for training and test images.
 MIN_SIDE = 64
@@ -28,6 +27,7 @@ ReadAt = Callable[[int, int], bytes]
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_SIZE = struct.Struct(">II")
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
 _OTHER_FORMATS = (
     (b"GIF8", "GIF"),
@@ -47,8 +47,7 @@ class ImageError(Exception):
         self.detail = detail
 
 
-@dataclass(frozen=True, slots=True)
-class ImageInfo:
+class ImageInfo(NamedTuple):
     format: str  # "jpeg" or "png"
     width: int
     height: int
@@ -56,24 +55,37 @@ class ImageInfo:
 
 
 class HeaderReader:
-    """Serves small reads from a cached window, fetching a new window only on a miss."""
+    """Reads a file's header through a window: a new window is fetched only on a miss.
+
+    ``window`` holds the bytes from ``start``; ``at_eof`` says the last fetch came back short,
+    so nothing lies beyond the window.
+    """
+
+    __slots__ = ("_read_at", "start", "window", "at_eof", "requests", "bytes_read")
 
     def __init__(self, read_at: ReadAt) -> None:
         self._read_at = read_at
-        self._start = 0
-        self._window = b""
+        self.start = 0
+        self.window = b""
+        self.at_eof = False
         self.requests: list[tuple[int, int]] = []
         self.bytes_read = 0
 
+    def fetch(self, offset: int, length: int) -> bytes:
+        """Move the window to ``offset``, at least ``length`` bytes long (fewer at EOF)."""
+        size = max(length, FIRST_READ if not self.requests else NEXT_READ)
+        self.window = window = self._read_at(offset, size)
+        self.start = offset
+        self.at_eof = len(window) < size
+        self.requests.append((offset, size))
+        self.bytes_read += len(window)
+        return window
+
     def get(self, offset: int, length: int) -> bytes:
         end = offset + length
-        if not (self._start <= offset and end <= self._start + len(self._window)):
-            size = max(length, FIRST_READ if not self.requests else NEXT_READ)
-            self._window = self._read_at(offset, size)
-            self._start = offset
-            self.requests.append((offset, size))
-            self.bytes_read += len(self._window)
-        return self._window[offset - self._start : end - self._start]
+        if not (self.start <= offset and end <= self.start + len(self.window)):
+            self.fetch(offset, length)
+        return self.window[offset - self.start : end - self.start]
 
 
 def probe(read_at: ReadAt) -> tuple[ImageInfo, HeaderReader]:
@@ -83,10 +95,10 @@ def probe(read_at: ReadAt) -> tuple[ImageInfo, HeaderReader]:
     Raises ImageError for other formats and for damaged headers.
     """
     reader = HeaderReader(read_at)
-    head = reader.get(0, 32)
-    if head.startswith(b"\xff\xd8"):
+    head = reader.fetch(0, FIRST_READ)
+    if head[:2] == b"\xff\xd8":
         return _probe_jpeg(reader), reader
-    if head.startswith(_PNG_SIGNATURE):
+    if head[:8] == _PNG_SIGNATURE:
         return _probe_png(head), reader
     if not head:
         raise ImageError("image_corrupt", "the file is empty")
@@ -115,7 +127,7 @@ def probe_file(path: str | os.PathLike[str]) -> tuple[ImageInfo, HeaderReader]:
 def _probe_png(head: bytes) -> ImageInfo:
     if len(head) < 26 or head[12:16] != b"IHDR":
         raise ImageError("image_corrupt", "PNG without a valid IHDR header")
-    width, height = struct.unpack(">II", head[16:24])
+    width, height = _PNG_SIZE.unpack_from(head, 16)
     colour_type = head[25]
     if colour_type not in _PNG_CHANNELS:
         raise ImageError("image_corrupt", f"PNG with invalid colour type {colour_type}")
@@ -123,35 +135,41 @@ def _probe_png(head: bytes) -> ImageInfo:
 
 
 def _probe_jpeg(reader: HeaderReader) -> ImageInfo:
-    pos = 2
+    # Segments are walked in the window's bytes directly (this runs for every image); a new
+    # window is fetched when a marker and the frame header that may follow it (10 bytes) are
+    # not all in the current one.
+    window, start, pos = reader.window, 0, 2
     for _ in range(MAX_SEGMENTS):
-        marker = reader.get(pos, 4)
-        if len(marker) < 2:
+        i = pos - start
+        if i + 10 > len(window) and not (reader.at_eof and i <= len(window)):
+            window, start, i = reader.fetch(pos, 10), pos, 0
+        available = len(window) - i
+        if available < 2:
             raise ImageError("image_corrupt", f"JPEG truncated at byte {pos} before its frame header")
-        if marker[0] != 0xFF:
+        if window[i] != 0xFF:
             raise ImageError("image_corrupt", f"JPEG segment marker expected at byte {pos}")
-        kind = marker[1]
+        kind = window[i + 1]
         if kind == 0xFF:  # fill byte before a marker
             pos += 1
             continue
         if kind in _JPEG_STANDALONE:
             pos += 2
             continue
-        if kind in (0xD9, 0xDA):
+        if kind == 0xD9 or kind == 0xDA:
             raise ImageError("image_corrupt", "JPEG has no frame header before its image data")
-        if len(marker) < 4:
+        if available < 4:
             raise ImageError("image_corrupt", f"JPEG truncated at byte {pos}")
-        (length,) = struct.unpack(">H", marker[2:4])
+        length = window[i + 2] << 8 | window[i + 3]
         if length < 2:
             raise ImageError("image_corrupt", f"JPEG segment with invalid length at byte {pos}")
         if kind in _JPEG_SOF:
-            frame = reader.get(pos + 4, 6)
-            if len(frame) < 6:
+            if available < 10:
                 raise ImageError("image_corrupt", "JPEG truncated inside its frame header")
-            height, width = struct.unpack(">HH", frame[1:5])
+            height = window[i + 5] << 8 | window[i + 6]
+            width = window[i + 7] << 8 | window[i + 8]
             if width == 0 or height == 0:
                 raise ImageError("image_corrupt", "JPEG frame header without dimensions")
-            return ImageInfo("jpeg", width, height, frame[5])
+            return ImageInfo("jpeg", width, height, window[i + 9])
         pos += 2 + length
     raise ImageError("image_corrupt", f"JPEG has more than {MAX_SEGMENTS} segments before its frame header")
 
@@ -162,7 +180,7 @@ def check_rules(info: ImageInfo, file_bytes: int) -> None:
         raise ImageError(
             "image_file_too_large", f"{file_bytes} bytes; the limit is {MAX_FILE_BYTES} bytes (15 MB)"
         )
-    small, large = sorted((info.width, info.height))
+    small, large = (info.width, info.height) if info.width <= info.height else (info.height, info.width)
     if small < MIN_SIDE or large > MAX_SIDE:
         raise ImageError(
             "image_dimensions",

@@ -15,19 +15,20 @@ from __future__ import annotations
 
 import json
 import marshal
-import operator
 import os
+import struct
 import tempfile
 from array import array
-from dataclasses import dataclass, field
 from collections import Counter
-from itertools import chain, compress, repeat
+from dataclasses import dataclass, field
+from itertools import chain, compress, count, groupby, repeat
+from operator import eq, itemgetter, not_
 from json.encoder import encode_basestring as quote  # how json.dumps(..., ensure_ascii=False) writes a str
 from typing import IO, Any, Iterable, Iterator, NamedTuple
 
 from .labels import LabelCatalogue
 from .records import Box, Record, Rejection
-from .split import stable_hash, stratified_keep, take_test_groups
+from .split import GroupSplitter, stable_hash, stratified_keep
 
 MAX_BOXES_PER_IMAGE = 50
 MAX_LINES_PER_MANIFEST = 250_000
@@ -35,6 +36,7 @@ MAX_LINE_CHARS = 100_000
 MAX_MANIFEST_BYTES = 1_000_000_000
 DEFAULT_ATTRIBUTE = "bounding-box"
 DEFAULT_JOB_NAME = "fashion-pipeline"
+_UNKNOWN = object()  # a category the catalogue has never heard of (None: one it excludes)
 
 
 class Prepared(NamedTuple):
@@ -70,12 +72,19 @@ class ManifestLines:
     ) -> None:
         self.catalogue = catalogue
         self.seed = seed
-        self._label_of = {category: catalogue.label_for(category) for category in catalogue.categories}
+        # Per category: its class id, or None when the mapping excludes it.
+        self._class_of = {category: catalogue.class_ids.get(catalogue.label_for(category)) for category in catalogue.categories}
         self._class_ids = catalogue.class_ids
         self._class_map = {i: f'"{i}":{quote(label)}' for label, i in self._class_ids.items()}
+        self._objects = [",".join(['{"confidence":1}'] * n) for n in range(MAX_BOXES_PER_IMAGE + 1)]
         self._size = f',{quote(attribute)}:{{"image_size":[{{"width":'
         self._metadata = f',{quote(attribute + "-metadata")}:{{"objects":['
         self._job = f',"job-name":{quote(job_name)}'
+        self.mask_bytes = max(8, -(-len(self._class_ids) // 8))  # a record's labels as a bit mask
+
+    def builder(self) -> BatchBuilder:
+        """A BatchBuilder for records prepared here."""
+        return BatchBuilder(self.mask_bytes)
 
     def line(self, record: Record, labelled: list[tuple[str, Box]]) -> str:
         """One JSON line in the exact shape Rekognition imports (see the Custom Labels guide,
@@ -84,31 +93,30 @@ class ManifestLines:
 
     def _line(self, record: Record, class_ids: list[int], boxes: list[Box]) -> str:
         annotations = ",".join([
-            f'{{"class_id":{cid},"top":{box.top},"left":{box.left},"width":{box.width},"height":{box.height}}}'
-            for cid, box in zip(class_ids, boxes)
+            f'{{"class_id":{cid},"top":{top},"left":{left},"width":{width},"height":{height}}}'
+            for cid, (_, left, top, width, height) in zip(class_ids, boxes)
         ])
-        objects = ",".join(['{"confidence":1}'] * len(class_ids))
         class_map = ",".join(map(self._class_map.__getitem__, sorted(set(class_ids))))
         return (
             f'{{"source-ref":{quote(record.image_uri)}'
             f'{self._size}{record.width},"height":{record.height},"depth":{record.depth}}}],"annotations":[{annotations}]}}'
-            f'{self._metadata}{objects}],"class-map":{{{class_map}}},"type":"groundtruth/object-detection",'
+            f'{self._metadata}{self._objects[len(class_ids)]}],"class-map":{{{class_map}}},"type":"groundtruth/object-detection",'
             f'"human-annotated":"yes","creation-date":{quote(record.created)}{self._job}}}}}'
         )
 
     def prepare(self, record: Record) -> Prepared:
         """Everything about a record that does not depend on the records before it."""
-        image = record.image_name
+        source, image_uri, image = record.source, record.image_uri, record.image_name
+        class_of = self._class_of
         class_ids: list[int] = []
         boxes: list[Box] = []
-        rejections = []
+        rejections: list[Rejection] = []
         for index, box in enumerate(record.boxes):
-            if box.category not in self._label_of:
-                rejections.append(Rejection(record.source, image, "unknown_category", f"category {box.category!r} is not in the catalogue", f"box {index + 1}"))
-            elif (label := self._label_of[box.category]) is None:
-                rejections.append(Rejection(record.source, image, "label_excluded", f"category {box.category!r} is excluded by the label mapping", f"box {index + 1}"))
+            class_id = class_of.get(box.category, _UNKNOWN)
+            if class_id is None or class_id is _UNKNOWN:
+                rejections.append(self._box_rejection(source, image, box.category, index, known=class_id is None))
             else:
-                class_ids.append(self._class_ids[label])
+                class_ids.append(class_id)
                 boxes.append(box)
         problem = None
         if len(boxes) > MAX_BOXES_PER_IMAGE:
@@ -121,12 +129,18 @@ class ManifestLines:
             if len(line) > MAX_LINE_CHARS and len(text) > MAX_LINE_CHARS:
                 problem = ("line_too_long", f"the manifest line would be {len(line)} characters; the limit is {MAX_LINE_CHARS}")
         if problem is not None:
-            return Prepared(record.source, image, record.image_uri, tuple(rejections), problem, b"", (), "", 0)
-        group_key = f"pair:{record.pair_id}" if record.pair_id is not None else f"image:{record.image_uri}"
+            return Prepared(source, image, image_uri, tuple(rejections), problem, b"", (), "", 0)
+        group_key = f"pair:{record.pair_id}" if record.pair_id is not None else "image:" + image_uri
         return Prepared(
-            record.source, image, record.image_uri, tuple(rejections), None, line + b"\n", tuple(class_ids),
+            source, image, image_uri, tuple(rejections), None, line + b"\n", tuple(class_ids),
             group_key, stable_hash(self.seed, group_key),
         )
+
+    @staticmethod
+    def _box_rejection(source: str, image: str, category: str, index: int, *, known: bool) -> Rejection:
+        if known:
+            return Rejection(source, image, "label_excluded", f"category {category!r} is excluded by the label mapping", f"box {index + 1}")
+        return Rejection(source, image, "unknown_category", f"category {category!r} is not in the catalogue", f"box {index + 1}")
 
 
 def manifest_line(
@@ -141,12 +155,90 @@ def manifest_line(
     return ManifestLines(catalogue, attribute=attribute, job_name=job_name).line(record, labelled)
 
 
-LEFT_OUT = 2  # a record's destination when a cap drops it, besides 0 (train) and 1 (test)
+# Where finish sends each record: 0 train, 1 test, LEFT_OUT + side when a cap drops it.
+LEFT_OUT = 2
+DUPLICATE = 4  # a later record for an image an earlier one already annotates
+PARTITION_RECORDS = 1 << 15  # records finish holds in memory at once (a few MB)
+MAX_PARTITIONS = 512  # open files while partitioning; past 16M records partitions grow instead
+BLOCK_RECORDS = 1 << 16  # records per block when finish streams the columns
+_MASK64 = (1 << 64) - 1
+# The spool files a batch adds to, one per column of Batch.
+_COLUMNS = ("lines", "image_hashes", "group_hashes", "masks", "sizes", "boxes", "labels", "origins")
 
 
 def _selected(values: Iterable[Any], flags: bytes | bytearray, flag: int) -> Iterator[Any]:
     """The values whose flag is ``flag``: loops in C, as finish goes over every record."""
-    return compress(values, map(operator.eq, flags, repeat(flag)))
+    return compress(values, map(eq, flags, repeat(flag)))
+
+
+class Batch(NamedTuple):
+    """Prepared records of one stretch of input, packed for ``ManifestAssembler.accept``.
+
+    Columns of bytes rather than objects: a batch crosses a pipe from a worker process in
+    one piece, and the assembler appends each column to its spool file as it is.
+    """
+
+    rejections: tuple[Rejection, ...]  # everything the batch leaves out, in input order
+    images: int  # input images the batch stands for (accepted and rejected)
+    records: int  # lines in the batch
+    lines: bytes  # the manifest lines, each with its newline
+    image_hashes: bytes  # array("Q"): hash() of each line's image URI, to find duplicates
+    group_hashes: bytes  # array("Q"): Prepared.group_hash of each line
+    masks: bytes  # each line's labels as a bit mask, ManifestLines.mask_bytes each
+    sizes: bytes  # array("I"): bytes per line
+    boxes: bytes  # array("H"): boxes per line
+    labels: bytes  # array("H"): the class ids of every line's boxes, line after line
+    origins: bytes  # marshal of (source, image, group key) per line
+
+
+class BatchBuilder:
+    """Collects prepared records (and rejections) into a ``Batch``, in input order."""
+
+    def __init__(self, mask_bytes: int) -> None:
+        self._mask_bytes = mask_bytes
+        self.rejections: list[Rejection] = []
+        self.images = 0
+        self._lines: list[bytes] = []
+        self._image_hashes = array("Q")
+        self._group_hashes = array("Q")
+        self._masks: list[bytes] = []
+        self._sizes = array("I")
+        self._boxes = array("H")
+        self._labels = array("H")
+        self._origins: list[bytes] = []
+
+    def reject(self, rejection: Rejection) -> None:
+        """Something left out: an input image (item None), or a box of one."""
+        self.images += rejection.item is None
+        self.rejections.append(rejection)
+
+    def add(self, prepared: Prepared) -> None:
+        """One image's outcome: its line, or the reason it has none."""
+        self.images += 1
+        self.rejections.extend(prepared.rejections)
+        if prepared.problem is not None:
+            self.rejections.append(Rejection(prepared.source, prepared.image, *prepared.problem))
+            return
+        mask = 0
+        for class_id in prepared.class_ids:
+            mask |= 1 << class_id
+        self._lines.append(prepared.line)
+        # hash() rather than a keyed digest: the image hash only has to agree within one run
+        # (workers are forked, so they share the interpreter's hash secret).
+        self._image_hashes.append(hash(prepared.image_uri) & _MASK64)
+        self._group_hashes.append(prepared.group_hash)
+        self._masks.append(mask.to_bytes(self._mask_bytes, "little"))
+        self._sizes.append(len(prepared.line))
+        self._boxes.append(len(prepared.class_ids))
+        self._labels.extend(prepared.class_ids)
+        self._origins.append(marshal.dumps((prepared.source, prepared.image, prepared.group_key)))
+
+    def build(self) -> Batch:
+        return Batch(
+            tuple(self.rejections), self.images, len(self._lines), b"".join(self._lines),
+            self._image_hashes.tobytes(), self._group_hashes.tobytes(), b"".join(self._masks),
+            self._sizes.tobytes(), self._boxes.tobytes(), self._labels.tobytes(), b"".join(self._origins),
+        )
 
 
 @dataclass
@@ -160,7 +252,14 @@ class SplitCounts:
 
 
 class ManifestAssembler:
-    """Streams records into train/test manifests with a report of everything left out."""
+    """Streams records into train/test manifests with a report of everything left out.
+
+    Records arrive in batches and go straight to spool files on disk, one file per column
+    (lines, hashes, sizes, labels, origins). ``finish`` then finds duplicates and the split
+    groups by partitioning the hashes into ranges of at most PARTITION_RECORDS records, so
+    memory stays flat however many records there are: about one byte per record (where each
+    one goes) besides a partition's worth of entries.
+    """
 
     def __init__(
         self,
@@ -185,24 +284,12 @@ class ManifestAssembler:
         self.max_bytes = max_bytes
         self.lines = ManifestLines(catalogue, attribute=attribute, job_name=job_name, seed=seed)
         self._dir = tempfile.TemporaryDirectory(prefix="manifest-", dir=workdir)
-        self._lines = open(os.path.join(self._dir.name, "lines"), "w+b")
-        self._origins = open(os.path.join(self._dir.name, "origins"), "w+b")  # (source, image, group key) per line
-        self._rejections = open(os.path.join(self._dir.name, "rejections"), "w+b")
-        # Per record, a few machine integers: its group, its line length, its labels.
-        self._record_group = array("I")
-        self._record_bytes = array("I")
-        self._label_start = array("I", [0])
-        self._labels = array("H")
-        # Per group (pair id): its index by stable hash, its images and its labels as a bit mask.
-        # Keyed by the hash, not the name: two names with one 64-bit hash would share a group,
-        # which only changes which side they land on, never that a pair stays together.
-        self._groups: dict[int, int] = {}
-        self._group_images = array("I")
-        self._group_labels: array[int] | list[int] = array("Q") if len(catalogue.labels) <= 64 else []
-        # Image URIs seen, as their 64-bit hash() (a fraction of the URIs' memory). Two URIs
-        # sharing a hash would report the later as a duplicate: odds of about n^2 / 2^65 for
-        # n images, 3e-10 at 100,000 and 3e-8 at a million.
-        self._seen_images: set[int] = set()
+        self._spools = {
+            name: open(os.path.join(self._dir.name, name), "w+b")
+            for name in (*_COLUMNS, "rejections")
+        }
+        self._pending = self.lines.builder()  # records from add(), accepted a batch at a time
+        self.records = 0  # lines spooled (duplicates among them are found by finish)
         self.inputs = 0
         self.rejection_counts: dict[str, int] = {}
         self.box_rejections = 0
@@ -211,92 +298,74 @@ class ManifestAssembler:
     # -- intake ---------------------------------------------------------------------------
     def reject(self, rejection: Rejection) -> None:
         """Record something left out (an image, or a box of an image)."""
+        self._flush()  # after what add() holds, so the report keeps the order of the calls
         if rejection.item is None:
             self.inputs += 1
+        self._report(rejection)
+
+    def _report(self, rejection: Rejection) -> None:
+        if rejection.item is None:
             self.image_rejections += 1
         else:
             self.box_rejections += 1
         self.rejection_counts[rejection.reason] = self.rejection_counts.get(rejection.reason, 0) + 1
-        self._rejections.write(json.dumps(rejection.to_dict(), ensure_ascii=False).encode() + b"\n")
+        self._spools["rejections"].write(json.dumps(rejection.to_dict(), ensure_ascii=False).encode() + b"\n")
 
-    def add(self, record: Record) -> bool:
-        """Apply the catalogue and line rules; spool the line. False when the image is left out."""
-        return self.accept(self.lines.prepare(record))
+    def add(self, record: Record) -> None:
+        """Apply the catalogue and line rules to one record, and spool its line."""
+        self._pending.add(self.lines.prepare(record))
+        if self._pending.images >= BLOCK_RECORDS // 16:
+            self._flush()
 
-    def accept(self, prepared: Prepared) -> bool:
-        """The order-dependent half of ``add``, for a record prepared by ``ManifestLines``."""
-        for rejection in prepared.rejections:
-            self.reject(rejection)
-        problem = prepared.problem
-        image_key = hash(prepared.image_uri)
-        if image_key in self._seen_images:
-            problem = ("duplicate_image", f"{prepared.image_uri} is already annotated by an earlier file")
-        if problem is not None:
-            self.reject(Rejection(prepared.source, prepared.image, *problem))
-            return False
-        self.inputs += 1
-        self._seen_images.add(image_key)
-        group = self._groups.get(prepared.group_hash)
-        if group is None:
-            group = self._groups[prepared.group_hash] = len(self._group_images)
-            self._group_images.append(0)
-            self._group_labels.append(0)
-        mask = 0
-        for class_id in prepared.class_ids:
-            mask |= 1 << class_id
-        self._labels.extend(prepared.class_ids)
-        self._group_images[group] += 1
-        self._group_labels[group] |= mask
-        self._record_group.append(group)
-        self._record_bytes.append(len(prepared.line))
-        self._label_start.append(len(self._labels))
-        self._lines.write(prepared.line)
-        marshal.dump((prepared.source, prepared.image, prepared.group_key), self._origins)
-        return True
+    def accept(self, batch: Batch) -> None:
+        """Spool a batch of prepared records (see ``BatchBuilder``)."""
+        self._flush()
+        for rejection in batch.rejections:
+            if rejection.item is None:
+                self.inputs += 1
+            self._report(rejection)
+        self.inputs += batch.records
+        self.records += batch.records
+        spools = self._spools
+        for name in _COLUMNS:
+            spools[name].write(getattr(batch, name))
+
+    def _flush(self) -> None:
+        if self._pending.images:
+            batch, self._pending = self._pending.build(), self.lines.builder()
+            self.accept(batch)
 
     # -- output ---------------------------------------------------------------------------
     def finish(self, train: IO[bytes], test: IO[bytes]) -> dict[str, Any]:
         """Split, cap and write both manifests; returns the summary for the report."""
-        order = [self._groups[key] for key in sorted(self._groups)]  # by stable hash, as choose_test_groups
-        group_test = take_test_groups(order, self._group_images, self._group_labels, test_fraction=self.test_fraction)
-        del order
-        # Where each record goes: 0 train, 1 test, or LEFT_OUT + its side when a cap drops it.
-        destination = bytearray(map(group_test.__getitem__, self._record_group))
+        self._flush()
+        for spool in self._spools.values():
+            spool.flush()
+        destination = bytearray(self.records)
+        self._mark_duplicates(destination)
+        groups = self._split(destination)
         downsampled: dict[str, Any] = {}
         for side in (0, 1):
             note = self._cap(destination, side)
             if note:
                 downsampled["test" if side else "train"] = note
-        if downsampled:
-            for index, (source, image, _) in enumerate(self._read_origins()):
-                if destination[index] >= LEFT_OUT:
-                    side = "test" if destination[index] - LEFT_OUT else "train"
-                    self.reject(Rejection(source, image, "downsampled", f"left out to keep the {side} manifest within its caps"))
-                    self.inputs -= 1  # counted when it was added
-        self._lines.seek(0)
+        if downsampled or DUPLICATE in destination:
+            self._report_left_out(destination)
+        lines = self._spools["lines"]
+        lines.seek(0)
         done = 0
-        while lines := self._lines.readlines(1 << 18):  # a quarter megabyte of lines at a time
-            flags = destination[done : done + len(lines)]
-            train.write(b"".join(_selected(lines, flags, 0)))
-            test.write(b"".join(_selected(lines, flags, 1)))
-            done += len(lines)
-        boxes_per_record = map(operator.sub, self._label_start[1:], self._label_start[:-1])
-        box_destination = bytes(chain.from_iterable(map(repeat, destination, boxes_per_record)))
-        names = self.catalogue.labels
-        counts = [
-            SplitCounts(
-                images=destination.count(side),
-                boxes={names[class_id]: n for class_id, n in Counter(_selected(self._labels, box_destination, side)).items()},
-                bytes=sum(_selected(self._record_bytes, destination, side)),
-            )
-            for side in (0, 1)
-        ]
+        while chunk := lines.readlines(1 << 18):  # a quarter megabyte of lines at a time
+            flags = destination[done : done + len(chunk)]
+            train.write(b"".join(_selected(chunk, flags, 0)))
+            test.write(b"".join(_selected(chunk, flags, 1)))
+            done += len(chunk)
+        counts = self._counts(destination)
         return {
             "annotations_in": self.inputs,
             "lines_out": counts[0].images + counts[1].images,
             "train": counts[0].to_dict(),
             "test": counts[1].to_dict(),
-            "groups": {"train": sum(1 for f in group_test if not f), "test": sum(group_test)},
+            "groups": groups,
             "test_fraction": {"requested": self.test_fraction, "actual": round(counts[1].images / max(1, counts[0].images + counts[1].images), 4)},
             "seed": self.seed,
             "class_map": {str(i): label for label, i in self.catalogue.class_ids.items()},
@@ -305,32 +374,125 @@ class ManifestAssembler:
             "downsampled": downsampled,
         }
 
+    def _mark_duplicates(self, destination: bytearray) -> None:
+        """The first record of an image stays; later ones are marked DUPLICATE."""
+        for part in self._partitions("image_hashes", destination):
+            previous = None
+            for key, index, _ in part:  # sorted by (image hash, record index)
+                if key == previous:
+                    destination[index] = DUPLICATE
+                previous = key
+
+    def _split(self, destination: bytearray) -> dict[str, int]:
+        """Send whole groups (pair ids) to test, in stable-hash order (see GroupSplitter)."""
+        parts = self._partitions("group_hashes", destination)
+        # The splitter counts every group before the first decision: one partition's groups are
+        # kept for the second pass, more are grouped again from their files.
+        first = second = list(_groups(parts)) if len(parts) == 1 else None
+        splitter = GroupSplitter(((images, mask) for _, images, mask, _ in first or _groups(parts)), test_fraction=self.test_fraction)
+        test_groups = train_groups = 0
+        for _, images, mask, members in second or _groups(parts):
+            if not splitter.done and splitter.take(images, mask):
+                test_groups += 1
+                for index in members:
+                    destination[index] = 1
+            else:
+                train_groups += 1
+        return {"train": train_groups, "test": test_groups}
+
+    def _partitions(self, column: str, destination: bytearray) -> list[list[tuple[int, int, bytes]]] | _Partitions:
+        """The records still in play (destination 0) as (hash, index, label mask) entries, by
+        ranges of the hash ``column``, each range sorted by (hash, index)."""
+        parts = min(MAX_PARTITIONS, -(-self.records // PARTITION_RECORDS))
+        width = self.lines.mask_bytes
+        masks = map(itemgetter(0), chain.from_iterable(map(struct.Struct(f"{width}s").iter_unpack, self._blocks("masks", width))))
+        hashes = chain.from_iterable(self._column(column, "Q"))
+        entries = compress(zip(hashes, count(), masks), map(not_, destination))  # loops in C
+        if parts <= 1:
+            return [sorted(entries)]
+        return _Partitions(entries, parts, width, self._dir.name)
+
+    def _blocks(self, name: str, itemsize: int) -> Iterator[bytes]:
+        spool = self._spools[name]
+        spool.seek(0)
+        while block := spool.read(itemsize * BLOCK_RECORDS):
+            yield block
+
+    def _column(self, name: str, typecode: str) -> Iterator[array]:
+        """A spooled array column, a block at a time."""
+        return (array(typecode, block) for block in self._blocks(name, array(typecode).itemsize))
+
+    def _per_record_labels(self) -> Iterator[array]:
+        """Each record's class ids, in record order."""
+        labels = self._column("labels", "H")
+        pending = array("H")
+        for boxes in self._column("boxes", "H"):
+            for count in boxes:
+                while len(pending) < count:
+                    pending.extend(next(labels))
+                yield pending[:count]
+                del pending[:count]
+
+    def _counts(self, destination: bytearray) -> list[SplitCounts]:
+        counts = [SplitCounts(), SplitCounts()]
+        names = self.catalogue.labels
+        boxes_of: list[Counter[int]] = [Counter(), Counter()]
+        done = 0
+        labels = self._column("labels", "H")
+        pending = array("H")
+        for sizes, boxes in zip(self._column("sizes", "I"), self._column("boxes", "H"), strict=True):
+            flags = destination[done : done + len(sizes)]
+            done += len(sizes)
+            wanted = sum(boxes)
+            while len(pending) < wanted:
+                pending.extend(next(labels))
+            block, pending = pending[:wanted], pending[wanted:]
+            box_flags = bytes(chain.from_iterable(map(repeat, flags, boxes)))
+            for side in (0, 1):
+                counts[side].images += flags.count(side)
+                counts[side].bytes += sum(_selected(sizes, flags, side))
+                boxes_of[side].update(_selected(block, box_flags, side))
+        for side in (0, 1):
+            counts[side].boxes = {names[class_id]: n for class_id, n in boxes_of[side].items()}
+        return counts
+
+    def _report_left_out(self, destination: bytearray) -> None:
+        """Report the duplicates and the down-sampled records (both counted as inputs already)."""
+        for index, (source, image, _) in enumerate(self._read_origins()):
+            where = destination[index]
+            if where == DUPLICATE:
+                self._report(Rejection(source, image, "duplicate_image", f"{image} is already annotated by an earlier file"))
+            elif where >= LEFT_OUT:
+                side = "test" if where - LEFT_OUT else "train"
+                self._report(Rejection(source, image, "downsampled", f"left out to keep the {side} manifest within its caps"))
+
     def _cap(self, destination: bytearray, side: int) -> dict[str, Any] | None:
         """Keep a side within the line and byte caps, stratified by each image's rarest label.
 
         Marks the records it leaves out in ``destination``; returns a note for the summary, or
-        None when the side is within its caps.
+        None when the side is within its caps. Only here does memory grow with the records
+        (a few integers per member of the side): a side over its caps is the rare case.
         """
-        if destination.count(side) <= self.max_lines and sum(_selected(self._record_bytes, destination, side)) <= self.max_bytes:
+        sizes = array("I")
+        for block in self._column("sizes", "I"):
+            sizes.extend(block)
+        if destination.count(side) <= self.max_lines and sum(_selected(sizes, destination, side)) <= self.max_bytes:
             return None
         members = list(_selected(range(len(destination)), destination, side))
-        label_images: dict[int, int] = {}
-        for index in members:
-            for class_id in set(self._labels[self._label_start[index] : self._label_start[index + 1]]):
-                label_images[class_id] = label_images.get(class_id, 0) + 1
+        record_labels = {index: set(labels) for index, labels in enumerate(self._per_record_labels()) if destination[index] == side}
+        label_images: dict[int, int] = Counter(chain.from_iterable(record_labels.values()))
         strata = {}
         keys = {}
         for index, (_, _, group_key) in enumerate(self._read_origins()):
             if destination[index] == side:
-                labels = set(self._labels[self._label_start[index] : self._label_start[index + 1]])
-                strata[index] = min(labels, key=lambda c: (label_images[c], c))
+                strata[index] = min(record_labels[index], key=lambda c: (label_images[c], c))
                 keys[index] = stable_hash(self.seed, group_key + "|" + str(index))
         cap = min(self.max_lines, len(members))
         while True:
             kept = stratified_keep(strata, keys, members, cap)
-            if sum(self._record_bytes[i] for i in kept) <= self.max_bytes or cap <= 1:
+            if sum(sizes[i] for i in kept) <= self.max_bytes or cap <= 1:
                 break
-            cap = int(cap * self.max_bytes / sum(self._record_bytes[i] for i in kept) * 0.999)
+            cap = int(cap * self.max_bytes / sum(sizes[i] for i in kept) * 0.999)
         for index in members:
             if index not in kept:
                 destination[index] = LEFT_OUT + side
@@ -338,22 +500,25 @@ class ManifestAssembler:
 
     def _read_origins(self) -> Iterator[tuple[str, str, str]]:
         """(source, image, group key) of every line, in order."""
-        self._origins.seek(0)
+        spool = self._spools["origins"]
+        spool.seek(0)
         while True:
             try:
-                yield marshal.load(self._origins)  # marshal: a private spool, read back by this same Python
+                yield marshal.load(spool)  # marshal: a private spool, read back by this same Python
             except EOFError:
                 return
 
     def iter_rejections(self) -> Iterator[dict[str, Any]]:
-        self._rejections.flush()
-        self._rejections.seek(0)
-        for line in self._rejections:
+        self._flush()
+        spool = self._spools["rejections"]
+        spool.flush()
+        spool.seek(0)
+        for line in spool:
             yield json.loads(line)
-        self._rejections.seek(0, os.SEEK_END)
+        spool.seek(0, os.SEEK_END)
 
     def close(self) -> None:
-        for handle in (self._lines, self._origins, self._rejections):
+        for handle in self._spools.values():
             handle.close()
         self._dir.cleanup()
 
@@ -362,6 +527,49 @@ class ManifestAssembler:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _Partitions:
+    """Entries spread over files by ranges of their hash, each read back sorted."""
+
+    def __init__(self, entries: Iterable[tuple[int, int, bytes]], parts: int, mask_bytes: int, folder: str) -> None:
+        # Entries are written as they come, in buffered runs: memory holds none of them for long.
+        self._entry = struct.Struct(f"<QI{mask_bytes}s")  # hash, record index, label bit mask
+        self._files = [tempfile.TemporaryFile(dir=folder) for _ in range(parts)]
+        buffers: list[list[bytes]] = [[] for _ in range(parts)]
+        pack = self._entry.pack
+        for entry in entries:
+            buffer = buffers[(entry[0] * parts) >> 64]  # by range: partition order is hash order
+            buffer.append(pack(*entry))
+            if len(buffer) >= 4096:
+                self._files[(entry[0] * parts) >> 64].write(b"".join(buffer))
+                buffer.clear()
+        for handle, buffer in zip(self._files, buffers):
+            handle.write(b"".join(buffer))
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, bytes]]]:
+        for handle in self._files:
+            handle.seek(0)
+            yield sorted(self._entry.iter_unpack(handle.read()))
+
+    def __del__(self) -> None:
+        for handle in self._files:
+            handle.close()
+
+
+def _groups(parts: Iterable[list[tuple[int, int, bytes]]]) -> Iterator[tuple[int, int, int, list[int]]]:
+    """(group hash, images, label mask, member record indices) per group, in hash order."""
+    for part in parts:
+        for key, run in groupby(part, key=itemgetter(0)):
+            members = []
+            mask = 0
+            for _, index, labels in run:
+                members.append(index)
+                mask |= int.from_bytes(labels, "little")
+            yield key, len(members), mask, members
 
 
 def manifest_problems(summary: dict[str, Any], *, image_prefix: str | None = None, outside: int = 0) -> list[str]:

@@ -119,10 +119,14 @@ class Record(NamedTuple):
         )
 
 
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+def _number(value: Any) -> int | float:
+    if isinstance(value, bool):
         raise ValueError
-    return float(value)
+    if isinstance(value, int):
+        return int(value)  # kept exact: a huge int compares correctly, where float() overflows
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise ValueError
 
 
 def clip_box(xyxy: Any, width: int, height: int) -> tuple[int, int, int, int]:
@@ -134,9 +138,7 @@ def clip_box(xyxy: Any, width: int, height: int) -> tuple[int, int, int, int]:
         if not isinstance(xyxy, (list, tuple)) or len(xyxy) != 4:
             raise ValueError
         x1, y1, x2, y2 = xyxy
-        if type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int:  # the usual case, quickly
-            x1, y1, x2, y2 = float(x1), float(y1), float(x2), float(y2)
-        else:
+        if not (type(x1) is int and type(y1) is int and type(x2) is int and type(y2) is int):  # ints: the usual case
             x1, y1, x2, y2 = map(_number, xyxy)
     except ValueError:
         raise AnnotationError("box_invalid", f"bounding box {xyxy!r} is not four numbers") from None
@@ -166,35 +168,21 @@ def build_record(
 
     Returns the record (None when the image itself is rejected) and every rejection.
     """
-    image_name = image_uri.rsplit("/", 1)[-1]
     try:
         check_rules(info, file_bytes)
     except ImageError as exc:
-        return None, [Rejection(annotation.source, image_name, exc.reason, exc.detail)]
+        return None, [Rejection(annotation.source, image_uri.rsplit("/", 1)[-1], exc.reason, exc.detail)]
     rejections: list[Rejection] = []
     boxes: list[Box] = []
+    width, height = info.width, info.height
     for box in annotation.boxes:
-        if box.category is None:
-            rejections.append(
-                Rejection(annotation.source, image_name, "unknown_category", f"category_id {box.category_id!r} is not in the catalogue", box.item)
-            )
-            continue
         try:
-            left, top, width, height = clip_box(box.xyxy, info.width, info.height)
+            if box.category is None:
+                raise AnnotationError("unknown_category", f"category_id {box.category_id!r} is not in the catalogue")
+            boxes.append(Box(box.category, *clip_box(box.xyxy, width, height)))
         except AnnotationError as exc:
-            rejections.append(Rejection(annotation.source, image_name, exc.reason, exc.detail, box.item))
-            continue
-        boxes.append(Box(box.category, left, top, width, height))
-    record = Record(
-        source=annotation.source,
-        image_uri=image_uri,
-        width=info.width,
-        height=info.height,
-        depth=info.depth,
-        pair_id=annotation.pair_id,
-        boxes=tuple(boxes),
-        created=created,
-    )
+            rejections.append(Rejection(annotation.source, image_uri.rsplit("/", 1)[-1], exc.reason, exc.detail, box.item))
+    record = Record(annotation.source, image_uri, width, height, info.depth, annotation.pair_id, tuple(boxes), created)
     return record, rejections
 
 

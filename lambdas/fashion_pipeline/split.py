@@ -10,7 +10,7 @@ import functools
 import hashlib
 import heapq
 from collections import Counter
-from typing import Sequence
+from typing import Iterable, Sequence
 
 
 def stable_hash(seed: int, key: str) -> int:
@@ -49,36 +49,59 @@ def take_test_groups(
 ) -> bytearray:
     """Visit the groups in ``order`` and flag the ones that go to test; a 0/1 flag per group.
 
+    ``group_labels`` holds a bit mask of labels per group. See ``GroupSplitter``.
+    """
+    splitter = GroupSplitter(zip(group_images, group_labels), test_fraction=test_fraction)
+    is_test = bytearray(len(group_images))
+    for g in order:
+        if splitter.done:
+            break
+        is_test[g] = splitter.take(group_images[g], group_labels[g])
+    return is_test
+
+
+class GroupSplitter:
+    """Decides, group by group in the order of their stable hashes, which go to test.
+
     Groups are taken while the test set is short of its share, except a group whose removal
     would leave some label with no training group: every label in test is then also in
-    train. ``group_labels`` holds a bit mask of labels per group. ``order`` is by stable hash,
-    so that the split does not depend on input order (the assembler keeps only the hashes).
+    train. The order is by stable hash, so the split does not depend on input order; the
+    picker sees one group at a time, so the caller need not hold them all.
     """
-    is_test = bytearray(len(group_images))
-    total = sum(group_images)
-    target = total * test_fraction
-    if target <= 0:
-        return is_test
-    train_groups_with: dict[int, int] = {}
-    for mask, groups in Counter(group_labels).items():
-        for bit in _bits(mask):
-            train_groups_with[bit] = train_groups_with.get(bit, 0) + groups
-    test_images = 0
-    for g in order:
-        if test_images >= target:
-            break
-        images = group_images[g]
+
+    def __init__(self, groups: Iterable[tuple[int, int]], *, test_fraction: float) -> None:
+        """``groups``: (images, label bit mask) of every group, in any order, read once."""
+        images = 0
+        masks: Counter[int] = Counter()  # a data set has a few hundred label combinations
+        for group_images, mask in groups:
+            images += group_images
+            masks[mask] += 1
+        self._train_groups_with: dict[int, int] = {}
+        for mask, count in masks.items():
+            for bit in _bits(mask):
+                self._train_groups_with[bit] = self._train_groups_with.get(bit, 0) + count
+        self._target = images * test_fraction
+        self._test_images = 0
+
+    @property
+    def done(self) -> bool:
+        return self._test_images >= self._target
+
+    def take(self, images: int, mask: int) -> bool:
+        """Whether the next group (in hash order) goes to test."""
+        target, test_images = self._target, self._test_images
+        if target <= 0 or test_images >= target:
+            return False
         # Taking a group that overshoots the target is fine only if it lands closer to it.
         if test_images + images - target > target - test_images:
-            continue
-        bits = _bits(group_labels[g])
-        if any(train_groups_with[bit] <= 1 for bit in bits):
-            continue
+            return False
+        bits = _bits(mask)
+        if any(self._train_groups_with[bit] <= 1 for bit in bits):
+            return False
         for bit in bits:
-            train_groups_with[bit] -= 1
-        is_test[g] = 1
-        test_images += images
-    return is_test
+            self._train_groups_with[bit] -= 1
+        self._test_images += images
+        return True
 
 
 def stratified_keep(

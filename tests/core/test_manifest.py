@@ -127,3 +127,24 @@ def test_byte_cap_downsamples_further():
 def test_bad_fraction_is_refused():
     with pytest.raises(ValueError, match="test fraction"):
         ManifestAssembler(LabelCatalogue(), test_fraction=1.0)
+
+
+def test_partitioned_finish_gives_the_same_output(monkeypatch):
+    """Past PARTITION_RECORDS, duplicates and groups are found range by range on disk; the
+    manifests, the summary and the report must not change."""
+    labels = ["skirt", "vest", "shorts", "trousers", "sling_dress", "long_sleeved_dress"]
+    records = []
+    for pair in range(150):
+        for source in ("shop", "user", "user2")[: 1 + pair % 3]:
+            records.append(record(f"{pair:04d}{source}", [box(labels[pair % 6]), box(labels[(pair * 7) % 6])], pair=str(pair)))
+    duplicates = records[::17]  # later copies of earlier records
+    records += duplicates
+    records += [record(f"lone{i}", [box(labels[i % 6])], pair=None) for i in range(40)]
+    whole = assemble(records, max_lines=200)
+    monkeypatch.setattr("fashion_pipeline.manifest.PARTITION_RECORDS", 16)
+    monkeypatch.setattr("fashion_pipeline.manifest.BLOCK_RECORDS", 32)  # and columns read in several blocks
+    parted = assemble(records, max_lines=200)
+    assert parted == whole
+    train, test, summary, rejected = whole
+    assert summary["downsampled"] and sum(r["reason"] == "duplicate_image" for r in rejected) == len(duplicates)
+    assert len(train) + len(test) == summary["lines_out"]

@@ -146,11 +146,11 @@ def convert(annotations, images, out, jobs):
     source = open_source(annotations)
     with ManifestAssembler(catalogue, workdir=str(out)) as assembler:
         steps = []
-        convert_into(assembler, source, LocalImages(images, URI), jobs=jobs, chunk=4, on_image=lambda: steps.append(1))
+        convert_into(assembler, source, LocalImages(images, URI), jobs=jobs, chunk=4, on_images=steps.append)
         with open(out / "train.manifest", "wb") as train, open(out / "test.manifest", "wb") as test:
             summary = assembler.finish(train, test)
         rejected = list(assembler.iter_rejections())
-    return len(steps), json.dumps(summary), json.dumps(rejected), (out / "train.manifest").read_bytes(), (out / "test.manifest").read_bytes()
+    return sum(steps), json.dumps(summary), json.dumps(rejected), (out / "train.manifest").read_bytes(), (out / "test.manifest").read_bytes()
 
 
 def test_workers_give_the_same_bytes(sample_set, tmp_path):
