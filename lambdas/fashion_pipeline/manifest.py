@@ -376,6 +376,10 @@ class ManifestAssembler:
 
     def _mark_duplicates(self, destination: bytearray) -> None:
         """The first record of an image stays; later ones are marked DUPLICATE."""
+        if self.records <= PARTITION_RECORDS:  # one partition: if no two hashes agree, no look is needed
+            hashes = array("Q", b"".join(self._blocks("image_hashes", 8)))
+            if len(set(hashes)) == len(hashes):
+                return
         for part in self._partitions("image_hashes", destination):
             previous = None
             for key, index, _ in part:  # sorted by (image hash, record index)
@@ -400,17 +404,22 @@ class ManifestAssembler:
                 train_groups += 1
         return {"train": train_groups, "test": test_groups}
 
-    def _partitions(self, column: str, destination: bytearray) -> list[list[tuple[int, int, bytes]]] | _Partitions:
+    def _partitions(self, column: str, destination: bytearray) -> list[list[tuple[int, int, int]]] | _Partitions:
         """The records still in play (destination 0) as (hash, index, label mask) entries, by
         ranges of the hash ``column``, each range sorted by (hash, index)."""
         parts = min(MAX_PARTITIONS, -(-self.records // PARTITION_RECORDS))
-        width = self.lines.mask_bytes
-        masks = map(itemgetter(0), chain.from_iterable(map(struct.Struct(f"{width}s").iter_unpack, self._blocks("masks", width))))
         hashes = chain.from_iterable(self._column(column, "Q"))
-        entries = compress(zip(hashes, count(), masks), map(not_, destination))  # loops in C
+        entries = compress(zip(hashes, count(), self._masks()), map(not_, destination))  # loops in C
         if parts <= 1:
             return [sorted(entries)]
-        return _Partitions(entries, parts, width, self._dir.name)
+        return _Partitions(entries, parts, self.lines.mask_bytes, self._dir.name)
+
+    def _masks(self) -> Iterator[int]:
+        width = self.lines.mask_bytes
+        if width == 8:  # up to 64 labels: read as machine integers, in C
+            return chain.from_iterable(self._column("masks", "Q"))
+        unpack = struct.Struct(f"{width}s").iter_unpack
+        return (int.from_bytes(mask, "little") for block in self._blocks("masks", width) for (mask,) in unpack(block))
 
     def _blocks(self, name: str, itemsize: int) -> Iterator[bytes]:
         spool = self._spools[name]
@@ -532,35 +541,36 @@ class ManifestAssembler:
 class _Partitions:
     """Entries spread over files by ranges of their hash, each read back sorted."""
 
-    def __init__(self, entries: Iterable[tuple[int, int, bytes]], parts: int, mask_bytes: int, folder: str) -> None:
+    def __init__(self, entries: Iterable[tuple[int, int, int]], parts: int, mask_bytes: int, folder: str) -> None:
         # Entries are written as they come, in buffered runs: memory holds none of them for long.
         self._entry = struct.Struct(f"<QI{mask_bytes}s")  # hash, record index, label bit mask
+        self._mask_bytes = mask_bytes
         self._files = [tempfile.TemporaryFile(dir=folder) for _ in range(parts)]
         buffers: list[list[bytes]] = [[] for _ in range(parts)]
         pack = self._entry.pack
-        for entry in entries:
-            buffer = buffers[(entry[0] * parts) >> 64]  # by range: partition order is hash order
-            buffer.append(pack(*entry))
-            if len(buffer) >= 4096:
-                self._files[(entry[0] * parts) >> 64].write(b"".join(buffer))
-                buffer.clear()
+        for key, index, mask in entries:
+            part = (key * parts) >> 64  # by range: partition order is hash order
+            buffers[part].append(pack(key, index, mask.to_bytes(mask_bytes, "little")))
+            if len(buffers[part]) >= 4096:
+                self._files[part].write(b"".join(buffers[part]))
+                buffers[part].clear()
         for handle, buffer in zip(self._files, buffers):
             handle.write(b"".join(buffer))
 
     def __len__(self) -> int:
         return len(self._files)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, bytes]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         for handle in self._files:
             handle.seek(0)
-            yield sorted(self._entry.iter_unpack(handle.read()))
+            yield sorted((key, index, int.from_bytes(mask, "little")) for key, index, mask in self._entry.iter_unpack(handle.read()))
 
     def __del__(self) -> None:
         for handle in self._files:
             handle.close()
 
 
-def _groups(parts: Iterable[list[tuple[int, int, bytes]]]) -> Iterator[tuple[int, int, int, list[int]]]:
+def _groups(parts: Iterable[list[tuple[int, int, int]]]) -> Iterator[tuple[int, int, int, list[int]]]:
     """(group hash, images, label mask, member record indices) per group, in hash order."""
     for part in parts:
         for key, run in groupby(part, key=itemgetter(0)):
@@ -568,7 +578,7 @@ def _groups(parts: Iterable[list[tuple[int, int, bytes]]]) -> Iterator[tuple[int
             mask = 0
             for _, index, labels in run:
                 members.append(index)
-                mask |= int.from_bytes(labels, "little")
+                mask |= labels
             yield key, len(members), mask, members
 
 

@@ -32,7 +32,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from .convert import convert_annotation, error_rejection
 from .manifest import Batch, ManifestAssembler, ManifestLines
 from .records import AnnotationError, Rejection
-from .sources import AnnotationSource, Item, LocalImages, folder_names, read_folder_file
+from .sources import AnnotationSource, Item, LocalImages, read_folder_file
 
 CHUNK = 256  # files per batch: enough to make a round trip between processes cheap per file
 PIPE_BYTES = 1 << 20  # how far a worker may run ahead of the main process (about 8 batches)
@@ -93,12 +93,11 @@ def _batches(source: AnnotationSource, converter: Converter, jobs: int, chunk: i
     if source.kind != "folder":
         return _in_this_process(source, converter, chunk)
     folder = str(source.path)
-    names = folder_names(folder)
+    names = source.names or []
     chunks = [names[i : i + chunk] for i in range(0, len(names), chunk)]
     jobs = min(jobs, len(chunks))  # a small folder is not worth starting processes for
     if jobs <= 1 or not hasattr(os, "fork"):
         return _in_this_process((read_folder_file(folder, name) for name in names), converter, chunk)
-    del names
     return _in_workers(folder, chunks, converter, jobs)
 
 

@@ -44,12 +44,14 @@ class AnnotationSource:
     total: int
     name: str  # how reports name it: the file name, or the S3 key it was downloaded from
     categories: frozenset[str] | None = None  # a COCO file's own catalogue, when it has one
+    names: list[str] | None = None  # a folder's file names, in the order they are converted
     _coco: CocoFile | None = None
 
     def __iter__(self) -> Iterator[Item]:
         if self.kind == "folder":
+            assert self.names is not None
             folder = str(self.path)
-            for name in folder_names(folder):
+            for name in self.names:
                 yield read_folder_file(folder, name)
         elif self.kind == "zip":
             yield from _iter_zip(self.path, self.name)
@@ -75,7 +77,8 @@ def open_source(path: str | os.PathLike[str], name: str | None = None) -> Annota
     path = Path(path)
     name = name or path.name
     if path.is_dir():
-        return AnnotationSource(path, "folder", sum(1 for entry in os.scandir(path) if entry.is_file()), name)
+        names = folder_names(str(path))
+        return AnnotationSource(path, "folder", len(names), name, names=names)
     if not path.is_file():
         raise InputError(f"{path}: no such file or folder")
     if zipfile.is_zipfile(path):
@@ -92,7 +95,7 @@ def open_source(path: str | os.PathLike[str], name: str | None = None) -> Annota
             # Not COCO: a single DeepFashion2 file, whose own problems the report will name.
             return AnnotationSource(path, "file", 1, name)
         categories = coco.category_names
-        return AnnotationSource(path, "coco", len(coco), name, None if categories <= CANONICAL_NAMES else categories, coco)
+        return AnnotationSource(path, "coco", len(coco), name, None if categories <= CANONICAL_NAMES else categories, _coco=coco)
     raise InputError(f"{path}: expected a folder, a .zip, a COCO .json or a .jsonl file")
 
 

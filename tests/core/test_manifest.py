@@ -148,3 +148,13 @@ def test_partitioned_finish_gives_the_same_output(monkeypatch):
     train, test, summary, rejected = whole
     assert summary["downsampled"] and sum(r["reason"] == "duplicate_image" for r in rejected) == len(duplicates)
     assert len(train) + len(test) == summary["lines_out"]
+
+
+def test_partitioned_finish_with_more_than_64_labels(monkeypatch):
+    """Label masks wider than a machine word (a COCO set with 80 categories) survive both paths."""
+    catalogue = LabelCatalogue(mapping={}, categories=frozenset(f"c{i:02d}" for i in range(80)))
+    records = [record(f"{i:04d}", [box(f"c{i % 80:02d}"), box(f"c{(i * 3) % 80:02d}")], pair=str(i // 2)) for i in range(400)]
+    whole = assemble(records, catalogue=catalogue)
+    monkeypatch.setattr("fashion_pipeline.manifest.PARTITION_RECORDS", 50)
+    assert assemble(records, catalogue=catalogue) == whole
+    assert set(whole[2]["test"]["boxes"]) <= set(whole[2]["train"]["boxes"]) and whole[2]["test"]["images"] > 0
