@@ -15,6 +15,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	# An editable install is not byte-compiled; compile it as pip does a regular install, so
+	# the CLI does not recompile itself at every start where PYTHONDONTWRITEBYTECODE is set.
+	$(PY) -m compileall -q lambdas/fashion_pipeline
 	touch $@
 
 # Third-party wheels for the Lambda platform, fetched once; synthesis bundles from here offline.

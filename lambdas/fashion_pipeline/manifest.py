@@ -1,14 +1,15 @@
 """Ground Truth object-detection manifests for Rekognition Custom Labels.
 
-``ManifestAssembler`` takes records one at a time (from a local conversion or from S3
-fragments), applies the label catalogue and the per-line rules, and spools finished lines
-to disk; ``finish`` splits them into train and test and enforces the manifest caps. Memory
-holds a few integers per record, never the records themselves.
+``ManifestAssembler`` takes records (from a local conversion or from S3 fragments), applies
+the label catalogue and the per-line rules, and spools finished lines and a few columns of
+integers per line to disk; ``finish`` finds duplicates, splits the lines into train and test
+by groups and enforces the manifest caps, a partition at a time. Memory stays flat in the
+number of records: about one byte per record besides a few fixed-size buffers.
 
-``add`` comes in two halves. ``ManifestLines.prepare`` does what depends on the record alone
+Work comes in two halves. ``ManifestLines.prepare`` does what depends on one record alone
 (labels, per-line rules, the line itself) and keeps no state, so worker processes can run
-it; ``ManifestAssembler.accept`` does the rest, in input order (duplicates, split groups,
-spooling).
+it, and a ``BatchBuilder`` packs prepared records into a ``Batch``; ``ManifestAssembler``
+takes batches in input order (``accept``), or records one by one (``add``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ _UNKNOWN = object()  # a category the catalogue has never heard of (None: one it
 
 
 class Prepared(NamedTuple):
-    """A record with the catalogue and the per-line rules applied: what ``accept`` takes."""
+    """A record with the catalogue and the per-line rules applied: what ``BatchBuilder.add`` takes."""
 
     source: str
     image: str  # the image's file name, as reports name it
@@ -49,6 +50,7 @@ class Prepared(NamedTuple):
     problem: tuple[str, str] | None  # (reason, detail) when the image is left out
     line: bytes  # the manifest line with its newline; empty when there is a problem
     class_ids: tuple[int, ...]  # of the boxes on the line
+    mask: int  # the same class ids as a bit mask
     group_key: str  # the split group: "pair:ID", else "image:URI"
     group_hash: int  # stable_hash(seed, group_key)
 
@@ -76,6 +78,7 @@ class ManifestLines:
         self._class_of = {category: catalogue.class_ids.get(catalogue.label_for(category)) for category in catalogue.categories}
         self._class_ids = catalogue.class_ids
         self._class_map = {i: f'"{i}":{quote(label)}' for label, i in self._class_ids.items()}
+        self._class_maps: dict[int, str] = {}  # the class-map text of each label mask seen
         self._objects = [",".join(['{"confidence":1}'] * n) for n in range(MAX_BOXES_PER_IMAGE + 1)]
         self._size = f',{quote(attribute)}:{{"image_size":[{{"width":'
         self._metadata = f',{quote(attribute + "-metadata")}:{{"objects":['
@@ -89,14 +92,17 @@ class ManifestLines:
     def line(self, record: Record, labelled: list[tuple[str, Box]]) -> str:
         """One JSON line in the exact shape Rekognition imports (see the Custom Labels guide,
         "Object localization in manifest files")."""
-        return self._line(record, [self._class_ids[label] for label, _ in labelled], [box for _, box in labelled])
+        class_ids = [self._class_ids[label] for label, _ in labelled]
+        return self._line(record, class_ids, [box for _, box in labelled], _mask(class_ids))
 
-    def _line(self, record: Record, class_ids: list[int], boxes: list[Box]) -> str:
+    def _line(self, record: Record, class_ids: list[int], boxes: list[Box], mask: int) -> str:
         annotations = ",".join([
             f'{{"class_id":{cid},"top":{top},"left":{left},"width":{width},"height":{height}}}'
             for cid, (_, left, top, width, height) in zip(class_ids, boxes)
         ])
-        class_map = ",".join(map(self._class_map.__getitem__, sorted(set(class_ids))))
+        class_map = self._class_maps.get(mask)
+        if class_map is None:
+            class_map = self._class_maps[mask] = ",".join(map(self._class_map.__getitem__, sorted(set(class_ids))))
         return (
             f'{{"source-ref":{quote(record.image_uri)}'
             f'{self._size}{record.width},"height":{record.height},"depth":{record.depth}}}],"annotations":[{annotations}]}}'
@@ -111,6 +117,7 @@ class ManifestLines:
         class_ids: list[int] = []
         boxes: list[Box] = []
         rejections: list[Rejection] = []
+        mask = 0
         for index, box in enumerate(record.boxes):
             class_id = class_of.get(box.category, _UNKNOWN)
             if class_id is None or class_id is _UNKNOWN:
@@ -118,21 +125,22 @@ class ManifestLines:
             else:
                 class_ids.append(class_id)
                 boxes.append(box)
+                mask |= 1 << class_id
         problem = None
         if len(boxes) > MAX_BOXES_PER_IMAGE:
             problem = ("too_many_boxes", f"{len(boxes)} boxes; Rekognition accepts at most {MAX_BOXES_PER_IMAGE} per image")
         elif not boxes:
             problem = ("no_valid_boxes", "no box survived the rules")
         else:
-            text = self._line(record, class_ids, boxes)
+            text = self._line(record, class_ids, boxes, mask)
             line = text.encode()
             if len(line) > MAX_LINE_CHARS and len(text) > MAX_LINE_CHARS:
                 problem = ("line_too_long", f"the manifest line would be {len(line)} characters; the limit is {MAX_LINE_CHARS}")
         if problem is not None:
-            return Prepared(source, image, image_uri, tuple(rejections), problem, b"", (), "", 0)
+            return Prepared(source, image, image_uri, tuple(rejections), problem, b"", (), 0, "", 0)
         group_key = f"pair:{record.pair_id}" if record.pair_id is not None else "image:" + image_uri
         return Prepared(
-            source, image, image_uri, tuple(rejections), None, line + b"\n", tuple(class_ids),
+            source, image, image_uri, tuple(rejections), None, line + b"\n", tuple(class_ids), mask,
             group_key, stable_hash(self.seed, group_key),
         )
 
@@ -141,6 +149,13 @@ class ManifestLines:
         if known:
             return Rejection(source, image, "label_excluded", f"category {category!r} is excluded by the label mapping", f"box {index + 1}")
         return Rejection(source, image, "unknown_category", f"category {category!r} is not in the catalogue", f"box {index + 1}")
+
+
+def _mask(class_ids: Iterable[int]) -> int:
+    mask = 0
+    for class_id in class_ids:
+        mask |= 1 << class_id
+    return mask
 
 
 def manifest_line(
@@ -158,9 +173,11 @@ def manifest_line(
 # Where finish sends each record: 0 train, 1 test, LEFT_OUT + side when a cap drops it.
 LEFT_OUT = 2
 DUPLICATE = 4  # a later record for an image an earlier one already annotates
-PARTITION_RECORDS = 1 << 15  # records finish holds in memory at once (a few MB)
-MAX_PARTITIONS = 512  # open files while partitioning; past 16M records partitions grow instead
-BLOCK_RECORDS = 1 << 16  # records per block when finish streams the columns
+PARTITION_RECORDS = 1 << 13  # records finish groups in memory at once (about 1.5 MB)
+MAX_PARTITIONS = 512  # open files while partitioning; past 4M records partitions grow instead
+PENDING_ENTRIES = 1 << 13  # entries waiting, in all, to be written to their partition's file
+DUPLICATE_FILTER_BITS = 1 << 24  # 2 MB of bits for the duplicate search
+BLOCK_RECORDS = 1 << 14  # records per block when finish streams the columns
 _MASK64 = (1 << 64) - 1
 # The spool files a batch adds to, one per column of Batch.
 _COLUMNS = ("lines", "image_hashes", "group_hashes", "masks", "sizes", "boxes", "labels", "origins")
@@ -219,15 +236,12 @@ class BatchBuilder:
         if prepared.problem is not None:
             self.rejections.append(Rejection(prepared.source, prepared.image, *prepared.problem))
             return
-        mask = 0
-        for class_id in prepared.class_ids:
-            mask |= 1 << class_id
         self._lines.append(prepared.line)
         # hash() rather than a keyed digest: the image hash only has to agree within one run
         # (workers are forked, so they share the interpreter's hash secret).
         self._image_hashes.append(hash(prepared.image_uri) & _MASK64)
         self._group_hashes.append(prepared.group_hash)
-        self._masks.append(mask.to_bytes(self._mask_bytes, "little"))
+        self._masks.append(prepared.mask.to_bytes(self._mask_bytes, "little"))
         self._sizes.append(len(prepared.line))
         self._boxes.append(len(prepared.class_ids))
         self._labels.extend(prepared.class_ids)
@@ -314,7 +328,7 @@ class ManifestAssembler:
     def add(self, record: Record) -> None:
         """Apply the catalogue and line rules to one record, and spool its line."""
         self._pending.add(self.lines.prepare(record))
-        if self._pending.images >= BLOCK_RECORDS // 16:
+        if self._pending.images >= BLOCK_RECORDS // 4:
             self._flush()
 
     def accept(self, batch: Batch) -> None:
@@ -375,27 +389,50 @@ class ManifestAssembler:
         }
 
     def _mark_duplicates(self, destination: bytearray) -> None:
-        """The first record of an image stays; later ones are marked DUPLICATE."""
-        if self.records <= PARTITION_RECORDS:  # one partition: if no two hashes agree, no look is needed
-            hashes = array("Q", b"".join(self._blocks("image_hashes", 8)))
-            if len(set(hashes)) == len(hashes):
-                return
-        for part in self._partitions("image_hashes", destination):
-            previous = None
-            for key, index, _ in part:  # sorted by (image hash, record index)
-                if key == previous:
-                    destination[index] = DUPLICATE
-                previous = key
+        """The first record of an image stays; later ones are marked DUPLICATE.
+
+        A bitmap of fixed size, indexed by hash bits, finds the hashes it meets twice (true
+        duplicates, and a few that share a bit); only those are looked at again, exactly.
+        """
+        bits = bytearray(DUPLICATE_FILTER_BITS // 8)
+        low = DUPLICATE_FILTER_BITS - 1
+        candidates = set()
+        for key in self._values("image_hashes"):
+            where = key & low
+            bit = 1 << (where & 7)
+            if bits[where >> 3] & bit:
+                candidates.add(key)
+            else:
+                bits[where >> 3] |= bit
+        del bits
+        if candidates:
+            seen: set[int] = set()
+            for index, key in enumerate(self._values("image_hashes")):
+                if key in candidates:
+                    if key in seen:
+                        destination[index] = DUPLICATE
+                    seen.add(key)
 
     def _split(self, destination: bytearray) -> dict[str, int]:
         """Send whole groups (pair ids) to test, in stable-hash order (see GroupSplitter)."""
+        # The splitter sees every group before its first decision. The groups of one partition
+        # are kept in memory for the decisions; more partitions' groups wait in a file.
         parts = self._partitions("group_hashes", destination)
-        # The splitter counts every group before the first decision: one partition's groups are
-        # kept for the second pass, more are grouped again from their files.
-        first = second = list(_groups(parts)) if len(parts) == 1 else None
-        splitter = GroupSplitter(((images, mask) for _, images, mask, _ in first or _groups(parts)), test_fraction=self.test_fraction)
+        store = _RunFile(self._dir.name) if len(parts) > 1 else None
+        kept: list[tuple[int, int, list[int]]] = []
+
+        def grouped() -> Iterator[tuple[int, int, list[int]]]:
+            for part in parts:
+                groups = list(_groups(part))
+                if store is None:
+                    kept.extend(groups)
+                else:
+                    store.write(groups)
+                yield from groups
+
+        splitter = GroupSplitter(((images, mask) for images, mask, _ in grouped()), test_fraction=self.test_fraction)
         test_groups = train_groups = 0
-        for _, images, mask, members in second or _groups(parts):
+        for images, mask, members in kept if store is None else chain.from_iterable(store):
             if not splitter.done and splitter.take(images, mask):
                 test_groups += 1
                 for index in members:
@@ -408,16 +445,19 @@ class ManifestAssembler:
         """The records still in play (destination 0) as (hash, index, label mask) entries, by
         ranges of the hash ``column``, each range sorted by (hash, index)."""
         parts = min(MAX_PARTITIONS, -(-self.records // PARTITION_RECORDS))
-        hashes = chain.from_iterable(self._column(column, "Q"))
-        entries = compress(zip(hashes, count(), self._masks()), map(not_, destination))  # loops in C
+        entries = compress(zip(self._values(column), count(), self._masks()), map(not_, destination))  # loops in C
         if parts <= 1:
             return [sorted(entries)]
-        return _Partitions(entries, parts, self.lines.mask_bytes, self._dir.name)
+        return _Partitions(entries, parts, self._dir.name)
+
+    def _values(self, column: str) -> Iterator[int]:
+        """A column of 64-bit integers, value by value."""
+        return chain.from_iterable(self._column(column, "Q"))
 
     def _masks(self) -> Iterator[int]:
         width = self.lines.mask_bytes
         if width == 8:  # up to 64 labels: read as machine integers, in C
-            return chain.from_iterable(self._column("masks", "Q"))
+            return self._values("masks")
         unpack = struct.Struct(f"{width}s").iter_unpack
         return (int.from_bytes(mask, "little") for block in self._blocks("masks", width) for (mask,) in unpack(block))
 
@@ -482,11 +522,9 @@ class ManifestAssembler:
         None when the side is within its caps. Only here does memory grow with the records
         (a few integers per member of the side): a side over its caps is the rare case.
         """
-        sizes = array("I")
-        for block in self._column("sizes", "I"):
-            sizes.extend(block)
-        if destination.count(side) <= self.max_lines and sum(_selected(sizes, destination, side)) <= self.max_bytes:
+        if destination.count(side) <= self.max_lines and self._side_bytes(destination, side) <= self.max_bytes:
             return None
+        sizes = array("I", b"".join(self._blocks("sizes", 4)))
         members = list(_selected(range(len(destination)), destination, side))
         record_labels = {index: set(labels) for index, labels in enumerate(self._per_record_labels()) if destination[index] == side}
         label_images: dict[int, int] = Counter(chain.from_iterable(record_labels.values()))
@@ -506,6 +544,13 @@ class ManifestAssembler:
             if index not in kept:
                 destination[index] = LEFT_OUT + side
         return {"from": len(members), "to": len(kept), "max_lines": self.max_lines, "max_bytes": self.max_bytes, "stratified_by": "rarest label in the image"}
+
+    def _side_bytes(self, destination: bytearray, side: int) -> int:
+        total = done = 0
+        for sizes in self._column("sizes", "I"):
+            total += sum(_selected(sizes, destination[done : done + len(sizes)], side))
+            done += len(sizes)
+        return total
 
     def _read_origins(self) -> Iterator[tuple[str, str, str]]:
         """(source, image, group key) of every line, in order."""
@@ -538,48 +583,77 @@ class ManifestAssembler:
         self.close()
 
 
-class _Partitions:
-    """Entries spread over files by ranges of their hash, each read back sorted."""
+class _RunFile:
+    """Lists written in runs to a private file and read back in order: marshal, length-prefixed
+    (``marshal.load`` on a file reads it in tiny pieces)."""
 
-    def __init__(self, entries: Iterable[tuple[int, int, int]], parts: int, mask_bytes: int, folder: str) -> None:
-        # Entries are written as they come, in buffered runs: memory holds none of them for long.
-        self._entry = struct.Struct(f"<QI{mask_bytes}s")  # hash, record index, label bit mask
-        self._mask_bytes = mask_bytes
-        self._files = [tempfile.TemporaryFile(dir=folder) for _ in range(parts)]
-        buffers: list[list[bytes]] = [[] for _ in range(parts)]
-        pack = self._entry.pack
+    def __init__(self, folder: str) -> None:
+        self._file = tempfile.TemporaryFile(dir=folder)
+
+    def write(self, run: list[Any] | tuple[Any, ...]) -> None:
+        data = marshal.dumps(run)
+        self._file.write(len(data).to_bytes(8, "little") + data)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._file.seek(0)
+        while size := int.from_bytes(self._file.read(8), "little"):
+            yield marshal.loads(self._file.read(size))
+        self._file.seek(0, os.SEEK_END)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Partitions:
+    """Entries spread over files by ranges of their hash, each range read back sorted."""
+
+    def __init__(self, entries: Iterable[tuple[int, int, int]], parts: int, folder: str) -> None:
+        self._files = [_RunFile(folder) for _ in range(parts)]
+        # Entries wait in short runs per range (PENDING_ENTRIES in all), then go to its file.
+        pending: list[tuple[list[int], list[int], list[int]]] = [([], [], []) for _ in range(parts)]
+        run = max(64, PENDING_ENTRIES // parts)
         for key, index, mask in entries:
             part = (key * parts) >> 64  # by range: partition order is hash order
-            buffers[part].append(pack(key, index, mask.to_bytes(mask_bytes, "little")))
-            if len(buffers[part]) >= 4096:
-                self._files[part].write(b"".join(buffers[part]))
-                buffers[part].clear()
-        for handle, buffer in zip(self._files, buffers):
-            handle.write(b"".join(buffer))
+            keys, indices, masks = pending[part]
+            keys.append(key)
+            indices.append(index)
+            masks.append(mask)
+            if len(keys) >= run:
+                self._spill(part, pending[part])
+        for part, columns in enumerate(pending):
+            self._spill(part, columns)
+
+    def _spill(self, part: int, columns: tuple[list[int], list[int], list[int]]) -> None:
+        if columns[0]:
+            self._files[part].write(columns)
+            for column in columns:
+                column.clear()
 
     def __len__(self) -> int:
         return len(self._files)
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
-        for handle in self._files:
-            handle.seek(0)
-            yield sorted((key, index, int.from_bytes(mask, "little")) for key, index, mask in self._entry.iter_unpack(handle.read()))
+        for runs in self._files:
+            entries: list[tuple[int, int, int]] = []
+            for columns in runs:
+                entries.extend(zip(*columns))
+            entries.sort()
+            yield entries
 
     def __del__(self) -> None:
-        for handle in self._files:
-            handle.close()
+        for runs in self._files:
+            runs.close()
 
 
-def _groups(parts: Iterable[list[tuple[int, int, int]]]) -> Iterator[tuple[int, int, int, list[int]]]:
-    """(group hash, images, label mask, member record indices) per group, in hash order."""
-    for part in parts:
-        for key, run in groupby(part, key=itemgetter(0)):
-            members = []
-            mask = 0
-            for _, index, labels in run:
-                members.append(index)
-                mask |= labels
-            yield key, len(members), mask, members
+def _groups(part: list[tuple[int, int, int]]) -> Iterator[tuple[int, int, list[int]]]:
+    """(images, label mask, member record indices) per group of a sorted partition, in order."""
+    for _, run in groupby(part, key=itemgetter(0)):
+        members = []
+        mask = 0
+        for _, index, labels in run:
+            members.append(index)
+            mask |= labels
+        yield len(members), mask, members
 
 
 def manifest_problems(summary: dict[str, Any], *, image_prefix: str | None = None, outside: int = 0) -> list[str]:

@@ -32,7 +32,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 from .convert import convert_annotation, error_rejection
 from .manifest import Batch, ManifestAssembler, ManifestLines
 from .records import AnnotationError, Rejection
-from .sources import AnnotationSource, Item, LocalImages, read_folder_file
+from .sources import AnnotationSource, FolderListing, Item, LocalImages, read_folder_file
 
 CHUNK = 256  # files per batch: enough to make a round trip between processes cheap per file
 PIPE_BYTES = 1 << 20  # how far a worker may run ahead of the main process (about 8 batches)
@@ -93,12 +93,12 @@ def _batches(source: AnnotationSource, converter: Converter, jobs: int, chunk: i
     if source.kind != "folder":
         return _in_this_process(source, converter, chunk)
     folder = str(source.path)
-    names = source.names or []
-    chunks = [names[i : i + chunk] for i in range(0, len(names), chunk)]
-    jobs = min(jobs, len(chunks))  # a small folder is not worth starting processes for
+    names = source.names
+    assert names is not None
+    jobs = min(jobs, -(-len(names) // chunk))  # a small folder is not worth starting processes for
     if jobs <= 1 or not hasattr(os, "fork"):
         return _in_this_process((read_folder_file(folder, name) for name in names), converter, chunk)
-    return _in_workers(folder, chunks, converter, jobs)
+    return _in_workers(folder, names, chunk, converter, jobs)
 
 
 def _in_this_process(items: Iterable[Item], converter: Converter, chunk: int) -> Iterator[Batch]:
@@ -108,7 +108,7 @@ def _in_this_process(items: Iterable[Item], converter: Converter, chunk: int) ->
         yield converter.convert(block)
 
 
-def _in_workers(folder: str, chunks: list[list[str]], converter: Converter, jobs: int) -> Iterator[Batch]:
+def _in_workers(folder: str, names: FolderListing, chunk: int, converter: Converter, jobs: int) -> Iterator[Batch]:
     sys.stdout.flush()  # a child must not inherit, and later print, half-written output
     sys.stderr.flush()
     workers: list[tuple[int, BinaryIO]] = []  # (pid, reader of its pipe)
@@ -121,10 +121,10 @@ def _in_workers(folder: str, chunks: list[list[str]], converter: Converter, jobs
                 os.close(read_end)
                 for _, reader in workers:  # the earlier workers' pipes are the main process's
                     reader.close()
-                _work(folder, chunks[k::jobs], converter, write_end)
+                _work(folder, islice(names.chunks(chunk), k, None, jobs), converter, write_end)
             os.close(write_end)
             workers.append((pid, os.fdopen(read_end, "rb", buffering=1 << 16)))
-        for number in range(len(chunks)):
+        for number in range(-(-len(names) // chunk)):
             pid, reader = workers[number % jobs]
             try:
                 status, payload = pickle.load(reader)
@@ -153,7 +153,7 @@ def _grow_pipe(fd: int) -> None:
         pass
 
 
-def _work(folder: str, chunks: list[list[str]], converter: Converter, fd: int) -> None:  # pragma: no cover - in a child
+def _work(folder: str, chunks: Iterable[list[str]], converter: Converter, fd: int) -> None:  # pragma: no cover - in a child
     """A worker's life: convert its chunks, send each one's batch, and exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     code = 0

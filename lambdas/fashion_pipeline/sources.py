@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import heapq
 import json
 import os
+import tempfile
 import zipfile
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterable, Iterator
 
 from .coco import CocoFile
 from .convert import OpenedImage
@@ -44,7 +47,7 @@ class AnnotationSource:
     total: int
     name: str  # how reports name it: the file name, or the S3 key it was downloaded from
     categories: frozenset[str] | None = None  # a COCO file's own catalogue, when it has one
-    names: list[str] | None = None  # a folder's file names, in the order they are converted
+    names: FolderListing | None = None  # a folder's file names, in the order they are converted
     _coco: CocoFile | None = None
 
     def __iter__(self) -> Iterator[Item]:
@@ -111,9 +114,89 @@ def _unsupported(source: str) -> Rejection:
     return Rejection(source, None, "unsupported_file", "not a .json annotation file")
 
 
-def folder_names(folder: str) -> list[str]:
-    """The names of a folder's files, in the order they are converted."""
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+class FolderListing:
+    """A folder's file names, in the order they are converted (sorted), held compactly.
+
+    Names are kept in blocks joined by NUL, which no file name contains: about 12 bytes a
+    file, where a list of str takes 70, so a folder of a million files costs 12 MB, not 70.
+    """
+
+    BLOCK = 1024  # names per block
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._blocks: list[str] = []
+        self._count = 0
+        block: list[str] = []
+        for name in names:
+            block.append(name)
+            if len(block) == self.BLOCK:
+                self._add(block)
+        self._add(block)
+
+    def _add(self, block: list[str]) -> None:
+        if block:
+            self._blocks.append("\0".join(block))
+            self._count += len(block)
+            block.clear()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        for block in self._blocks:
+            yield from block.split("\0")
+
+    def chunks(self, size: int) -> Iterator[list[str]]:
+        """The names in lists of ``size`` (the last one shorter)."""
+        names = iter(self)
+        while chunk := list(islice(names, size)):
+            yield chunk
+
+
+LISTING_RUN = 1 << 15  # names sorted in memory at once while listing a folder (about 2 MB)
+
+
+def folder_names(folder: str) -> FolderListing:
+    """The names of a folder's files, in the order they are converted (sorted).
+
+    A merge sort, so that memory holds at most LISTING_RUN names as str at any time: runs of
+    that many are sorted and written to temporary files, then merged.
+    """
+    runs: list[IO[str]] = []
+    batch: list[str] = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_file():
+                    batch.append(entry.name)
+                    if len(batch) >= LISTING_RUN:
+                        runs.append(_spill_run(batch))
+        batch.sort()
+        if not runs:
+            return FolderListing(batch)
+        return FolderListing(heapq.merge(*map(_read_run, runs), batch))
+    finally:
+        for run in runs:
+            run.close()
+
+
+def _spill_run(names: list[str]) -> IO[str]:
+    names.sort()
+    # NUL ends each name: the one character no file name holds. surrogateescape carries the
+    # bytes of a name that is not valid UTF-8 through unchanged.
+    run = tempfile.TemporaryFile("w+", encoding="utf-8", errors="surrogateescape", newline="")
+    run.write("\0".join(names) + "\0")
+    names.clear()
+    return run
+
+
+def _read_run(run: IO[str]) -> Iterator[str]:
+    run.seek(0)
+    tail = ""
+    while piece := run.read(1 << 16):
+        names = (tail + piece).split("\0")
+        tail = names.pop()
+        yield from names
 
 
 def read_folder_file(folder: str, name: str) -> Item:

@@ -37,7 +37,7 @@ def assemble_dataset(
 ) -> dict[str, Any]:
     """Stream every fragment of ``dataset``; write manifests, summary and report under ``prefix``.
 
-    Memory holds a few integers per record (see ManifestAssembler); records stream from S3
+    Memory stays flat (see ManifestAssembler: records are spooled to /tmp); records stream from S3
     line by line and manifests are written to /tmp, then uploaded.
     """
     image_prefix = f"s3://{dataset_bucket}/images/{dataset}/"

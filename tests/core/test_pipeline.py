@@ -179,3 +179,25 @@ def test_cli_jobs_give_the_same_bytes(sample_set, tmp_path, monkeypatch):
         del report["summary"]["seconds"]
         outputs.append(((out / "train.manifest").read_bytes(), (out / "test.manifest").read_bytes(), report))
     assert outputs[0] == outputs[1]
+
+
+def test_folder_listing_is_sorted_however_large(tmp_path, monkeypatch):
+    """Past LISTING_RUN names, the listing is merge-sorted from runs on disk: same order as
+    sorted(), for names with newlines and bytes that are not UTF-8 too."""
+    import os
+
+    from fashion_pipeline import sources
+
+    names = [f"{i:05d}.json" for i in range(0, 300, 7)] + ["a\nb.json", "Z.json", "é.json", "-x.json"]
+    folder = os.fsencode(tmp_path)
+    for name in names:
+        (tmp_path / name).write_text("{}")
+    with open(os.path.join(folder, b"\xff\xfe.json"), "w") as handle:  # not UTF-8
+        handle.write("{}")
+    (tmp_path / "sub").mkdir()  # folders are not files
+    expected = sorted(entry.name for entry in os.scandir(tmp_path) if entry.is_file())
+    whole = sources.folder_names(str(tmp_path))
+    monkeypatch.setattr(sources, "LISTING_RUN", 5)
+    merged = sources.folder_names(str(tmp_path))
+    assert list(whole) == list(merged) == expected and len(merged) == len(expected) == len(names) + 1
+    assert [len(chunk) for chunk in merged.chunks(20)] == [20, 20, 8]
