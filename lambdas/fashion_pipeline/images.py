@@ -26,6 +26,9 @@ ReadAt = Callable[[int, int], bytes]
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
+_JPEG_WITH_LENGTH = frozenset(range(256)) - _JPEG_STANDALONE - {0xFF, 0xD9, 0xDA}  # markers a length follows
+_JPEG_SEGMENT = struct.Struct(">BBH")  # 0xFF, the marker, the segment's length
+_JPEG_FRAME = struct.Struct(">xHHB")  # after a frame marker and its length: precision, height, width, components
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_SIZE = struct.Struct(">II")
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
@@ -64,16 +67,17 @@ class HeaderReader:
     __slots__ = ("_read_at", "start", "window", "at_eof", "requests", "bytes_read")
 
     def __init__(self, read_at: ReadAt) -> None:
+        """Reads the first window (FIRST_READ bytes from the start)."""
         self._read_at = read_at
         self.start = 0
-        self.window = b""
-        self.at_eof = False
-        self.requests: list[tuple[int, int]] = []
-        self.bytes_read = 0
+        self.window = window = read_at(0, FIRST_READ)
+        self.at_eof = len(window) < FIRST_READ
+        self.requests: list[tuple[int, int]] = [(0, FIRST_READ)]
+        self.bytes_read = len(window)
 
     def fetch(self, offset: int, length: int) -> bytes:
         """Move the window to ``offset``, at least ``length`` bytes long (fewer at EOF)."""
-        size = max(length, FIRST_READ if not self.requests else NEXT_READ)
+        size = max(length, NEXT_READ)
         self.window = window = self._read_at(offset, size)
         self.start = offset
         self.at_eof = len(window) < size
@@ -95,7 +99,7 @@ def probe(read_at: ReadAt) -> tuple[ImageInfo, HeaderReader]:
     Raises ImageError for other formats and for damaged headers.
     """
     reader = HeaderReader(read_at)
-    head = reader.fetch(0, FIRST_READ)
+    head = reader.window
     if head[:2] == b"\xff\xd8":
         return _probe_jpeg(reader), reader
     if head[:8] == _PNG_SIGNATURE:
@@ -143,35 +147,40 @@ def _probe_jpeg(reader: HeaderReader) -> ImageInfo:
         i = pos - start
         if i + 10 > len(window) and not (reader.at_eof and i <= len(window)):
             window, start, i = reader.fetch(pos, 10), pos, 0
-        available = len(window) - i
-        if available < 2:
-            raise ImageError("image_corrupt", f"JPEG truncated at byte {pos} before its frame header")
-        if window[i] != 0xFF:
-            raise ImageError("image_corrupt", f"JPEG segment marker expected at byte {pos}")
-        kind = window[i + 1]
-        if kind == 0xFF:  # fill byte before a marker
-            pos += 1
-            continue
-        if kind in _JPEG_STANDALONE:
-            pos += 2
-            continue
-        if kind == 0xD9 or kind == 0xDA:
-            raise ImageError("image_corrupt", "JPEG has no frame header before its image data")
-        if available < 4:
-            raise ImageError("image_corrupt", f"JPEG truncated at byte {pos}")
-        length = window[i + 2] << 8 | window[i + 3]
-        if length < 2:
-            raise ImageError("image_corrupt", f"JPEG segment with invalid length at byte {pos}")
-        if kind in _JPEG_SOF:
-            if available < 10:
-                raise ImageError("image_corrupt", "JPEG truncated inside its frame header")
-            height = window[i + 5] << 8 | window[i + 6]
-            width = window[i + 7] << 8 | window[i + 8]
-            if width == 0 or height == 0:
-                raise ImageError("image_corrupt", "JPEG frame header without dimensions")
-            return ImageInfo("jpeg", width, height, window[i + 9])
-        pos += 2 + length
+        if len(window) - i >= 10:  # the usual case: a marker with a length, all in the window
+            ff, kind, length = _JPEG_SEGMENT.unpack_from(window, i)
+            if ff == 0xFF and kind in _JPEG_WITH_LENGTH and length >= 2:
+                if kind in _JPEG_SOF:
+                    height, width, depth = _JPEG_FRAME.unpack_from(window, i + 4)
+                    if width == 0 or height == 0:
+                        raise ImageError("image_corrupt", "JPEG frame header without dimensions")
+                    return ImageInfo("jpeg", width, height, depth)
+                pos += 2 + length
+                continue
+        pos = _other_jpeg_segment(window, i, pos)
     raise ImageError("image_corrupt", f"JPEG has more than {MAX_SEGMENTS} segments before its frame header")
+
+
+def _other_jpeg_segment(window: bytes, i: int, pos: int) -> int:
+    """Where the segment at ``pos`` (``window[i]``) that is not a plain one with a length
+    ends: a fill byte or a marker without a length. Raises ImageError for anything else."""
+    available = len(window) - i
+    if available < 2:
+        raise ImageError("image_corrupt", f"JPEG truncated at byte {pos} before its frame header")
+    if window[i] != 0xFF:
+        raise ImageError("image_corrupt", f"JPEG segment marker expected at byte {pos}")
+    kind = window[i + 1]
+    if kind == 0xFF:  # fill byte before a marker
+        return pos + 1
+    if kind in _JPEG_STANDALONE:
+        return pos + 2
+    if kind == 0xD9 or kind == 0xDA:
+        raise ImageError("image_corrupt", "JPEG has no frame header before its image data")
+    if available < 4:
+        raise ImageError("image_corrupt", f"JPEG truncated at byte {pos}")
+    if window[i + 2] << 8 | window[i + 3] < 2:
+        raise ImageError("image_corrupt", f"JPEG segment with invalid length at byte {pos}")
+    raise ImageError("image_corrupt", "JPEG truncated inside its frame header")  # a frame header, cut short
 
 
 def check_rules(info: ImageInfo, file_bytes: int) -> None:

@@ -262,7 +262,8 @@ class LocalImages:
             def read_at(offset: int, length: int, fd: int = fd) -> bytes:
                 return os.pread(fd, length, offset)
 
-            return OpenedImage(name, self.image_uri + name, os.fstat(fd).st_size, read_at, functools.partial(os.close, fd))
+            size = os.lseek(fd, 0, os.SEEK_END)  # the size, without building a stat result; pread ignores the offset
+            return OpenedImage(name, self.image_uri + name, size, read_at, functools.partial(os.close, fd))
         return None
 
 
