@@ -22,10 +22,10 @@ import tempfile
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain, compress, count, groupby, repeat
-from operator import eq, itemgetter, not_
+from itertools import chain, compress, count, repeat
+from operator import eq, not_
 from json.encoder import encode_basestring as quote  # how json.dumps(..., ensure_ascii=False) writes a str
-from typing import IO, Any, Iterable, Iterator, NamedTuple
+from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence
 
 from .labels import LabelCatalogue
 from .records import Box, Record, Rejection
@@ -173,12 +173,17 @@ def manifest_line(
 # Where finish sends each record: 0 train, 1 test, LEFT_OUT + side when a cap drops it.
 LEFT_OUT = 2
 DUPLICATE = 4  # a later record for an image an earlier one already annotates
-PARTITION_RECORDS = 1 << 13  # records finish groups in memory at once (about 1.5 MB)
-MAX_PARTITIONS = 512  # open files while partitioning; past 4M records partitions grow instead
+# Records finish groups in memory at once: up to ONE_PART_RECORDS straight from the columns
+# (arrays, about 100 bytes a record), else parts of PARTITION_RECORDS read back from files
+# (lists of Python ints, about 400 bytes a record): either way a few MB.
+ONE_PART_RECORDS = 1 << 15
+PARTITION_RECORDS = 1 << 13
+MAX_PARTITIONS = 512  # open files while partitioning; past 16M records partitions grow instead
 PENDING_ENTRIES = 1 << 13  # entries waiting, in all, to be written to their partition's file
 DUPLICATE_FILTER_BITS = 1 << 24  # 2 MB of bits for the duplicate search
 BLOCK_RECORDS = 1 << 14  # records per block when finish streams the columns
 _MASK64 = (1 << 64) - 1
+_Part = tuple[Sequence[int], Sequence[int], Sequence[int]]  # group hashes, record indices, label masks
 # The spool files a batch adds to, one per column of Batch.
 _COLUMNS = ("lines", "image_hashes", "group_hashes", "masks", "sizes", "boxes", "labels", "origins")
 
@@ -394,6 +399,10 @@ class ManifestAssembler:
         A bitmap of fixed size, indexed by hash bits, finds the hashes it meets twice (true
         duplicates, and a few that share a bit); only those are looked at again, exactly.
         """
+        if self.records <= ONE_PART_RECORDS:  # few enough to ask a set, in C, whether any hash repeats
+            hashes = array("Q", b"".join(self._blocks("image_hashes", 8)))
+            if len(set(hashes)) == len(hashes):
+                return
         bits = bytearray(DUPLICATE_FILTER_BITS // 8)
         low = DUPLICATE_FILTER_BITS - 1
         candidates = set()
@@ -417,23 +426,23 @@ class ManifestAssembler:
         """Send whole groups (pair ids) to test, in stable-hash order (see GroupSplitter)."""
         # The splitter sees every group before its first decision. The groups of one partition
         # are kept in memory for the decisions; more partitions' groups wait in a file.
-        parts = self._partitions("group_hashes", destination)
+        parts = self._partitions(destination)
         store = _RunFile(self._dir.name) if len(parts) > 1 else None
-        kept: list[tuple[int, int, list[int]]] = []
+        kept: list[list[Any]] = []
 
-        def grouped() -> Iterator[tuple[int, int, list[int]]]:
+        def grouped() -> Iterator[list[Any]]:
             for part in parts:
-                groups = list(_groups(part))
+                groups = _groups(*part)
                 if store is None:
                     kept.extend(groups)
                 else:
                     store.write(groups)
                 yield from groups
 
-        splitter = GroupSplitter(((images, mask) for images, mask, _ in grouped()), test_fraction=self.test_fraction)
+        splitter = GroupSplitter(((len(members), mask) for mask, members in grouped()), test_fraction=self.test_fraction)
         test_groups = train_groups = 0
-        for images, mask, members in kept if store is None else chain.from_iterable(store):
-            if not splitter.done and splitter.take(images, mask):
+        for mask, members in kept if store is None else chain.from_iterable(store):
+            if not splitter.done and splitter.take(len(members), mask):
                 test_groups += 1
                 for index in members:
                     destination[index] = 1
@@ -441,14 +450,18 @@ class ManifestAssembler:
                 train_groups += 1
         return {"train": train_groups, "test": test_groups}
 
-    def _partitions(self, column: str, destination: bytearray) -> list[list[tuple[int, int, int]]] | _Partitions:
-        """The records still in play (destination 0) as (hash, index, label mask) entries, by
-        ranges of the hash ``column``, each range sorted by (hash, index)."""
-        parts = min(MAX_PARTITIONS, -(-self.records // PARTITION_RECORDS))
-        entries = compress(zip(self._values(column), count(), self._masks()), map(not_, destination))  # loops in C
-        if parts <= 1:
-            return [sorted(entries)]
-        return _Partitions(entries, parts, self._dir.name)
+    def _partitions(self, destination: bytearray) -> list[_Part] | _Partitions:
+        """The records still in play (destination 0) as columns (group hash, record index,
+        label mask), split by ranges of the group hash into parts of about PARTITION_RECORDS."""
+        parts = 1 if self.records <= ONE_PART_RECORDS else min(MAX_PARTITIONS, -(-self.records // PARTITION_RECORDS))
+        keep = list(map(not_, destination)) if DUPLICATE in destination else None
+        if parts <= 1:  # one part: straight from the columns, in C
+            hashes, masks = array("Q", b"".join(self._blocks("group_hashes", 8))), list(self._masks())
+            if keep is None:
+                return [(hashes, range(self.records), masks)]
+            return [(list(compress(hashes, keep)), list(compress(range(self.records), keep)), list(compress(masks, keep)))]
+        entries = zip(self._values("group_hashes"), count(), self._masks())
+        return _Partitions(entries if keep is None else compress(entries, keep), parts, self._dir.name)
 
     def _values(self, column: str) -> Iterator[int]:
         """A column of 64-bit integers, value by value."""
@@ -632,28 +645,37 @@ class _Partitions:
     def __len__(self) -> int:
         return len(self._files)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+    def __iter__(self) -> Iterator[_Part]:
         for runs in self._files:
-            entries: list[tuple[int, int, int]] = []
-            for columns in runs:
-                entries.extend(zip(*columns))
-            entries.sort()
-            yield entries
+            hashes: list[int] = []
+            indices: list[int] = []
+            masks: list[int] = []
+            for run_hashes, run_indices, run_masks in runs:
+                hashes += run_hashes
+                indices += run_indices
+                masks += run_masks
+            yield hashes, indices, masks
 
     def __del__(self) -> None:
         for runs in self._files:
             runs.close()
 
 
-def _groups(part: list[tuple[int, int, int]]) -> Iterator[tuple[int, int, list[int]]]:
-    """(images, label mask, member record indices) per group of a sorted partition, in order."""
-    for _, run in groupby(part, key=itemgetter(0)):
-        members = []
-        mask = 0
-        for _, index, labels in run:
-            members.append(index)
-            mask |= labels
-        yield len(members), mask, members
+def _groups(hashes: Sequence[int], indices: Sequence[int], masks: Sequence[int]) -> list[list[Any]]:
+    """The groups of a part, in hash order: [label mask, member record indices] each, the
+    members in record order."""
+    groups: list[list[Any]] = []
+    previous = None
+    for position in sorted(range(len(hashes)), key=hashes.__getitem__):  # stable: equal hashes keep record order
+        key = hashes[position]
+        if key == previous:
+            group[0] |= masks[position]
+            group[1].append(indices[position])
+        else:
+            group = [masks[position], [indices[position]]]
+            groups.append(group)
+            previous = key
+    return groups
 
 
 def manifest_problems(summary: dict[str, Any], *, image_prefix: str | None = None, outside: int = 0) -> list[str]:

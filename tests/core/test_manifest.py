@@ -130,7 +130,7 @@ def test_bad_fraction_is_refused():
 
 
 def test_partitioned_finish_gives_the_same_output(monkeypatch):
-    """Past PARTITION_RECORDS, duplicates and groups are found range by range on disk; the
+    """Past ONE_PART_RECORDS, duplicates and groups are found range by range on disk; the
     manifests, the summary and the report must not change."""
     labels = ["skirt", "vest", "shorts", "trousers", "sling_dress", "long_sleeved_dress"]
     records = []
@@ -141,6 +141,7 @@ def test_partitioned_finish_gives_the_same_output(monkeypatch):
     records += duplicates
     records += [record(f"lone{i}", [box(labels[i % 6])], pair=None) for i in range(40)]
     whole = assemble(records, max_lines=200)
+    monkeypatch.setattr("fashion_pipeline.manifest.ONE_PART_RECORDS", 16)
     monkeypatch.setattr("fashion_pipeline.manifest.PARTITION_RECORDS", 16)
     monkeypatch.setattr("fashion_pipeline.manifest.BLOCK_RECORDS", 32)  # and columns read in several blocks
     parted = assemble(records, max_lines=200)
@@ -155,6 +156,7 @@ def test_partitioned_finish_with_more_than_64_labels(monkeypatch):
     catalogue = LabelCatalogue(mapping={}, categories=frozenset(f"c{i:02d}" for i in range(80)))
     records = [record(f"{i:04d}", [box(f"c{i % 80:02d}"), box(f"c{(i * 3) % 80:02d}")], pair=str(i // 2)) for i in range(400)]
     whole = assemble(records, catalogue=catalogue)
+    monkeypatch.setattr("fashion_pipeline.manifest.ONE_PART_RECORDS", 50)
     monkeypatch.setattr("fashion_pipeline.manifest.PARTITION_RECORDS", 50)
     assert assemble(records, catalogue=catalogue) == whole
     assert set(whole[2]["test"]["boxes"]) <= set(whole[2]["train"]["boxes"]) and whole[2]["test"]["images"] > 0
