@@ -7,12 +7,12 @@ process hands the results to ``ManifestAssembler.accept`` in input order: the ma
 the report are the same bytes whatever the number of workers.
 
 Workers are forked, so they start in a millisecond with the file names and every module
-already in memory, and take the chunks in turn (worker k has chunks k, k + jobs, ...): the
-main process reads each worker's pipe in the same turn, so results arrive in input order
-with no bookkeeping, and a worker that runs ahead blocks on its full pipe instead of piling
-results up in memory. ``concurrent.futures`` would do the same with a feeder thread, queues
-and 35 ms more start-up, which is a tenth of a small conversion. Without ``os.fork``
-(Windows), conversion runs in this process.
+already in memory. The main process hands out chunk numbers through one pipe per worker, a
+new one to whichever worker sends a batch back, so a faster worker (or one with a core to
+itself) does more, and puts batches back in input order; at most WINDOW of them wait.
+``concurrent.futures`` would do the same with a feeder thread, queues and 35 ms more
+start-up, which is a tenth of a small conversion. Without ``os.fork`` (Windows), conversion
+runs in this process.
 
 Other inputs (a .zip, a COCO file, JSON Lines) are read by one parser in one pass, and are
 converted in this process.
@@ -23,12 +23,13 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import signal
 import sys
 import traceback
 from dataclasses import dataclass
 from itertools import islice
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .convert import convert_annotation, error_rejection
 from .manifest import Batch, ManifestAssembler, ManifestLines
@@ -36,7 +37,8 @@ from .records import AnnotationError, Rejection
 from .sources import AnnotationSource, FolderListing, Item, LocalImages, read_folder_file
 
 CHUNK = 256  # files per batch: enough to make a round trip between processes cheap per file
-PIPE_BYTES = 1 << 20  # how far a worker may run ahead of the main process (about 8 batches)
+WINDOW = 8  # batches a worker may be given ahead of the one whose turn it is
+PIPE_BYTES = 1 << 20
 
 
 class WorkerError(RuntimeError):
@@ -116,40 +118,96 @@ def _in_workers(folder: str, names: FolderListing, chunk: int, converter: Conver
     # workers' collections never walk it (a fifth of their time otherwise) and never write
     # to its pages, which the workers then keep sharing with this process.
     gc.freeze()
-    workers: list[tuple[int, BinaryIO]] = []  # (pid, reader of its pipe)
+    count = -(-len(names) // chunk)
+    workers: list[_Worker] = []
     try:
-        for k in range(jobs):
-            read_end, write_end = os.pipe()
-            _grow_pipe(write_end)
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child, which coverage does not follow
-                os.close(read_end)
-                for _, reader in workers:  # the earlier workers' pipes are the main process's
-                    reader.close()
-                _work(folder, islice(names.chunks(chunk), k, None, jobs), converter, write_end)
-            os.close(write_end)
-            workers.append((pid, os.fdopen(read_end, "rb", buffering=1 << 16)))
-        for number in range(-(-len(names) // chunk)):
-            pid, reader = workers[number % jobs]
-            try:
-                status, payload = pickle.load(reader)
-            except EOFError:
-                raise WorkerError(f"worker process {pid} ended without its results (killed, or out of memory?)") from None
-            if status != "ok":
-                raise WorkerError(f"worker process {pid} failed:\n{payload}")
-            yield payload
+        for _ in range(jobs):
+            workers.append(_Worker.start(folder, names, chunk, converter, workers))
+        by_fd = {worker.results: worker for worker in workers}
+        poller = select.poll()
+        for worker in workers:
+            poller.register(worker.results, select.POLLIN)
+        ready: dict[int, Batch] = {}  # batches that came before their turn
+        assigned = 0
+        for number in range(count):
+            # Each worker has up to two chunks to go, within WINDOW chunks of the one whose
+            # turn it is: a worker that runs faster is given more, and memory holds at most
+            # WINDOW batches however unequal the workers are.
+            for worker in sorted(workers, key=lambda w: w.queued):
+                while worker.queued < 2 and assigned < min(count, number + WINDOW):
+                    worker.assign(assigned)
+                    assigned += 1
+            while number not in ready:
+                for fd, _ in poller.poll():
+                    done, batch = by_fd[fd].receive()
+                    ready[done] = batch
+            yield ready.pop(number)
     finally:
-        for pid, reader in workers:
-            reader.close()
+        for worker in workers:
+            worker.stop()
+
+
+class _Worker:
+    """A forked worker process: chunk numbers go in through one pipe, batches come out of another."""
+
+    def __init__(self, pid: int, tasks: int, results: int) -> None:
+        self.pid = pid
+        self.tasks = tasks  # write end
+        self.results = results  # read end
+        self.queued = 0
+
+    @classmethod
+    def start(cls, folder: str, names: FolderListing, chunk: int, converter: Converter, others: list[_Worker]) -> _Worker:
+        task_read, task_write = os.pipe()
+        result_read, result_write = os.pipe()
+        _grow_pipe(result_write)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which coverage does not follow
             try:
-                os.kill(pid, signal.SIGTERM)  # no-op for a worker that is done, which is the usual case
-            except ProcessLookupError:
-                pass
-            os.waitpid(pid, 0)
+                for fd in (task_write, result_read, *(fd for other in others for fd in (other.tasks, other.results))):
+                    os.close(fd)
+                _work(folder, names, chunk, converter, task_read, result_write)
+            finally:
+                os._exit(1)  # whatever happens, a child never returns into the parent's code
+        os.close(task_read)
+        os.close(result_write)
+        return cls(pid, task_write, result_read)
+
+    def assign(self, number: int) -> None:
+        os.write(self.tasks, number.to_bytes(4, "little"))  # 4 bytes: a write a pipe never splits
+        self.queued += 1
+
+    def receive(self) -> tuple[int, Batch]:
+        """The next message: (chunk number, its batch). Raises WorkerError for a failure."""
+        header = _read_exactly(self.results, 8)
+        message = pickle.loads(_read_exactly(self.results, int.from_bytes(header, "little")))
+        if message[0] != "ok":
+            raise WorkerError(f"worker process {self.pid} failed:\n{message[1]}")
+        self.queued -= 1
+        return message[1], message[2]
+
+    def stop(self) -> None:
+        for fd in (self.tasks, self.results):
+            os.close(fd)  # a worker waiting for a chunk sees the end of its pipe and exits
+        try:
+            os.kill(self.pid, signal.SIGTERM)  # no-op for a worker that is done, the usual case
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise WorkerError("a worker process ended without its results (killed, or out of memory?)")
+        data += more
+    return data
 
 
 def _grow_pipe(fd: int) -> None:
-    """Let a worker run up to PIPE_BYTES ahead (Linux; elsewhere the default size stands)."""
+    """Let a worker write a batch (about 100 KB) without waiting (Linux; elsewhere the default size stands)."""
     try:
         import fcntl
 
@@ -158,19 +216,29 @@ def _grow_pipe(fd: int) -> None:
         pass
 
 
-def _work(folder: str, chunks: Iterable[list[str]], converter: Converter, fd: int) -> None:  # pragma: no cover - in a child
-    """A worker's life: convert its chunks, send each one's batch, and exit."""
+def _work(folder: str, names: FolderListing, chunk: int, converter: Converter, tasks: int, results: int) -> None:  # pragma: no cover - in a child
+    """A worker's life: convert the chunks it is given, send each one's batch, and exit when
+    its task pipe ends."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     code = 0
-    with os.fdopen(fd, "wb", buffering=PIPE_BYTES) as out:
+    try:
+        while number := os.read(tasks, 4):
+            number = int.from_bytes(number, "little")
+            batch = converter.convert(read_folder_file(folder, name) for name in names.slice(number * chunk, (number + 1) * chunk))
+            _send(results, ("ok", number, batch))
+    except BrokenPipeError:
+        code = 1  # the main process stopped reading: it is handling an error of its own
+    except BaseException:
         try:
-            for names in chunks:
-                batch = converter.convert(read_folder_file(folder, name) for name in names)
-                pickle.dump(("ok", batch), out, protocol=pickle.HIGHEST_PROTOCOL)
-                out.flush()
-        except BrokenPipeError:
-            code = 1  # the main process stopped reading: it is handling an error of its own
-        except BaseException:
-            pickle.dump(("error", traceback.format_exc()), out, protocol=pickle.HIGHEST_PROTOCOL)
-            code = 1
+            _send(results, ("error", traceback.format_exc()))
+        except OSError:
+            pass
+        code = 1
     os._exit(code)  # not sys.exit: nothing of the parent's (atexit, buffers) may run twice
+
+
+def _send(fd: int, message: tuple[Any, ...]) -> None:  # pragma: no cover - in a child
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    data = len(data).to_bytes(8, "little") + data
+    while data:
+        data = data[os.write(fd, data):]

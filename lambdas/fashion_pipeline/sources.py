@@ -10,7 +10,6 @@ import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
@@ -146,11 +145,13 @@ class FolderListing:
         for block in self._blocks:
             yield from block.split("\0")
 
-    def chunks(self, size: int) -> Iterator[list[str]]:
-        """The names in lists of ``size`` (the last one shorter)."""
-        names = iter(self)
-        while chunk := list(islice(names, size)):
-            yield chunk
+    def slice(self, start: int, stop: int) -> list[str]:
+        """The names from position ``start`` up to ``stop``."""
+        names: list[str] = []
+        for block in self._blocks[start // self.BLOCK : -(-stop // self.BLOCK)]:
+            names += block.split("\0")
+        offset = start - start // self.BLOCK * self.BLOCK
+        return names[offset : offset + stop - start]
 
 
 LISTING_RUN = 1 << 15  # names sorted in memory at once while listing a folder (about 2 MB)

@@ -200,4 +200,27 @@ def test_folder_listing_is_sorted_however_large(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "LISTING_RUN", 5)
     merged = sources.folder_names(str(tmp_path))
     assert list(whole) == list(merged) == expected and len(merged) == len(expected) == len(names) + 1
-    assert [len(chunk) for chunk in merged.chunks(20)] == [20, 20, 8]
+    monkeypatch.setattr(sources.FolderListing, "BLOCK", 7)  # slices across blocks
+    blocks = sources.folder_names(str(tmp_path))
+    assert [blocks.slice(start, start + 20) for start in (0, 20, 40)] == [expected[0:20], expected[20:40], expected[40:60]]
+    assert blocks.slice(3, 11) == expected[3:11] and blocks.slice(45, 60) == expected[45:]
+
+
+@pytest.mark.parametrize("failure", ["raises", "dies"])
+def test_a_failing_worker_stops_the_conversion_with_its_reason(sample_set, tmp_path, monkeypatch, failure):
+    import os
+
+    from fashion_pipeline import pipeline
+
+    read = pipeline.read_folder_file
+
+    def broken(folder, name):  # runs in the forked workers
+        if name == "000009.json":
+            if failure == "dies":
+                os._exit(3)  # as if killed
+            raise RuntimeError("disk on fire")
+        return read(folder, name)
+
+    monkeypatch.setattr(pipeline, "read_folder_file", broken)
+    with pytest.raises(pipeline.WorkerError, match="disk on fire" if failure == "raises" else "ended without its results"):
+        convert(sample_set.annotations, sample_set.images, tmp_path, jobs=2)
