@@ -114,15 +114,18 @@ def _in_this_process(items: Iterable[Item], converter: Converter, chunk: int) ->
 def _in_workers(folder: str, names: FolderListing, chunk: int, converter: Converter, jobs: int) -> Iterator[Batch]:
     sys.stdout.flush()  # a child must not inherit, and later print, half-written output
     sys.stderr.flush()
-    # Everything alive now (modules, the listing) lives as long as the workers: frozen, the
-    # workers' collections never walk it (a fifth of their time otherwise) and never write
-    # to its pages, which the workers then keep sharing with this process.
-    gc.freeze()
     count = -(-len(names) // chunk)
     workers: list[_Worker] = []
     try:
-        for _ in range(jobs):
-            workers.append(_Worker.start(folder, names, chunk, converter, workers))
+        # Everything alive now (modules, the listing) lives as long as the workers: frozen
+        # before the fork, the workers' collections never walk it (a fifth of their time
+        # otherwise) and never write to its pages, which they keep sharing with this process.
+        gc.freeze()
+        try:
+            for _ in range(jobs):
+                workers.append(_Worker.start(folder, names, chunk, converter, workers))
+        finally:
+            gc.unfreeze()  # only the workers need it, and this process may live on (tests)
         by_fd = {worker.results: worker for worker in workers}
         poller = select.poll()
         for worker in workers:
