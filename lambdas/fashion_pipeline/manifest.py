@@ -210,7 +210,7 @@ class Batch(NamedTuple):
     sizes: bytes  # array("I"): bytes per line
     boxes: bytes  # array("H"): boxes per line
     labels: bytes  # array("H"): the class ids of every line's boxes, line after line
-    origins: bytes  # marshal of (source, image, group key) per line
+    origins: bytes  # (source, image, group key) per line, as one run (see _run)
 
 
 class BatchBuilder:
@@ -227,7 +227,7 @@ class BatchBuilder:
         self._sizes = array("I")
         self._boxes = array("H")
         self._labels = array("H")
-        self._origins: list[bytes] = []
+        self._origins: list[tuple[str, str, str]] = []
 
     def reject(self, rejection: Rejection) -> None:
         """Something left out: an input image (item None), or a box of one."""
@@ -250,13 +250,13 @@ class BatchBuilder:
         self._sizes.append(len(prepared.line))
         self._boxes.append(len(prepared.class_ids))
         self._labels.extend(prepared.class_ids)
-        self._origins.append(marshal.dumps((prepared.source, prepared.image, prepared.group_key)))
+        self._origins.append((prepared.source, prepared.image, prepared.group_key))
 
     def build(self) -> Batch:
         return Batch(
             tuple(self.rejections), self.images, len(self._lines), b"".join(self._lines),
             self._image_hashes.tobytes(), self._group_hashes.tobytes(), b"".join(self._masks),
-            self._sizes.tobytes(), self._boxes.tobytes(), self._labels.tobytes(), b"".join(self._origins),
+            self._sizes.tobytes(), self._boxes.tobytes(), self._labels.tobytes(), _run(self._origins) if self._origins else b"",
         )
 
 
@@ -567,13 +567,8 @@ class ManifestAssembler:
 
     def _read_origins(self) -> Iterator[tuple[str, str, str]]:
         """(source, image, group key) of every line, in order."""
-        spool = self._spools["origins"]
-        spool.seek(0)
-        while True:
-            try:
-                yield marshal.load(spool)  # marshal: a private spool, read back by this same Python
-            except EOFError:
-                return
+        for run in _runs(self._spools["origins"]):
+            yield from run
 
     def iter_rejections(self) -> Iterator[dict[str, Any]]:
         self._flush()
@@ -596,22 +591,32 @@ class ManifestAssembler:
         self.close()
 
 
+def _run(values: list[Any] | tuple[Any, ...]) -> bytes:
+    """Values for a private spool, read back by this same Python (see _runs): marshal, behind
+    its length, as marshal.load on a file reads it in tiny pieces."""
+    data = marshal.dumps(values)
+    return len(data).to_bytes(8, "little") + data
+
+
+def _runs(spool: IO[bytes]) -> Iterator[Any]:
+    """The runs written to ``spool``, in order."""
+    spool.seek(0)
+    while size := int.from_bytes(spool.read(8), "little"):
+        yield marshal.loads(spool.read(size))
+    spool.seek(0, os.SEEK_END)
+
+
 class _RunFile:
-    """Lists written in runs to a private file and read back in order: marshal, length-prefixed
-    (``marshal.load`` on a file reads it in tiny pieces)."""
+    """A private file of runs (see _run)."""
 
     def __init__(self, folder: str) -> None:
         self._file = tempfile.TemporaryFile(dir=folder)
 
-    def write(self, run: list[Any] | tuple[Any, ...]) -> None:
-        data = marshal.dumps(run)
-        self._file.write(len(data).to_bytes(8, "little") + data)
+    def write(self, values: list[Any] | tuple[Any, ...]) -> None:
+        self._file.write(_run(values))
 
     def __iter__(self) -> Iterator[Any]:
-        self._file.seek(0)
-        while size := int.from_bytes(self._file.read(8), "little"):
-            yield marshal.loads(self._file.read(size))
-        self._file.seek(0, os.SEEK_END)
+        return _runs(self._file)
 
     def close(self) -> None:
         self._file.close()
