@@ -34,6 +34,10 @@ else:
     )
 
 IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")  # DeepFashion2 ships .jpg; .png is the common other
+MAX_ITEMS_IN_ORDER = 64  # item1 ... item64 in this order need no sorting
+
+
+_IN_ORDER = [f"item{number}" for number in range(1, MAX_ITEMS_IN_ORDER + 1)]
 
 
 def _item_order(entry: tuple[str, Any]) -> tuple[int, str]:
@@ -65,7 +69,7 @@ def parse_document(document: Any, *, source: str, image_candidates: tuple[str, .
     if not isinstance(document, dict):
         raise AnnotationError("not_an_annotation", "expected a JSON object with item1, item2, ...")
     items = [(key, value) for key, value in document.items() if key[:4] == "item" and key[4:].isdecimal()]
-    if len(items) > 1:
+    if len(items) > 1 and [key for key, _ in items] != _IN_ORDER[: len(items)]:  # files list item1, item2, ... in order
         items.sort(key=_item_order)
     if not items and "pair_id" not in document and "source" not in document:
         raise AnnotationError("not_an_annotation", "no DeepFashion2 fields (source, pair_id, itemN)")

@@ -236,21 +236,22 @@ class BatchBuilder:
 
     def add(self, prepared: Prepared) -> None:
         """One image's outcome: its line, or the reason it has none."""
+        source, image, image_uri, rejections, problem, line, class_ids, mask, group_key, group_hash = prepared
         self.images += 1
-        self.rejections.extend(prepared.rejections)
-        if prepared.problem is not None:
-            self.rejections.append(Rejection(prepared.source, prepared.image, *prepared.problem))
+        self.rejections.extend(rejections)
+        if problem is not None:
+            self.rejections.append(Rejection(source, image, *problem))
             return
-        self._lines.append(prepared.line)
+        self._lines.append(line)
         # hash() rather than a keyed digest: the image hash only has to agree within one run
         # (workers are forked, so they share the interpreter's hash secret).
-        self._image_hashes.append(hash(prepared.image_uri) & _MASK64)
-        self._group_hashes.append(prepared.group_hash)
-        self._masks.append(prepared.mask.to_bytes(self._mask_bytes, "little"))
-        self._sizes.append(len(prepared.line))
-        self._boxes.append(len(prepared.class_ids))
-        self._labels.extend(prepared.class_ids)
-        self._origins.append((prepared.source, prepared.image, prepared.group_key))
+        self._image_hashes.append(hash(image_uri) & _MASK64)
+        self._group_hashes.append(group_hash)
+        self._masks.append(mask.to_bytes(self._mask_bytes, "little"))
+        self._sizes.append(len(line))
+        self._boxes.append(len(class_ids))
+        self._labels.extend(class_ids)
+        self._origins.append((source, image, group_key))
 
     def build(self) -> Batch:
         return Batch(
