@@ -22,7 +22,7 @@ import tempfile
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain, compress, count, repeat
+from itertools import chain, compress, count, islice, repeat
 from operator import eq, not_
 from json.encoder import encode_basestring as quote  # how json.dumps(..., ensure_ascii=False) writes a str
 from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence
@@ -485,16 +485,12 @@ class ManifestAssembler:
         """A spooled array column, a block at a time."""
         return (array(typecode, block) for block in self._blocks(name, array(typecode).itemsize))
 
-    def _per_record_labels(self) -> Iterator[array]:
+    def _per_record_labels(self) -> Iterator[list[int]]:
         """Each record's class ids, in record order."""
-        labels = self._column("labels", "H")
-        pending = array("H")
+        labels = chain.from_iterable(self._column("labels", "H"))
         for boxes in self._column("boxes", "H"):
-            for count in boxes:
-                while len(pending) < count:
-                    pending.extend(next(labels))
-                yield pending[:count]
-                del pending[:count]
+            for number in boxes:
+                yield list(islice(labels, number))
 
     def _counts(self, destination: bytearray) -> list[SplitCounts]:
         counts = [SplitCounts(), SplitCounts()]
@@ -671,6 +667,7 @@ def _groups(hashes: Sequence[int], indices: Sequence[int], masks: Sequence[int])
     """The groups of a part, in hash order: [label mask, member record indices] each, the
     members in record order."""
     groups: list[list[Any]] = []
+    group: list[Any] = []
     previous = None
     for position in sorted(range(len(hashes)), key=hashes.__getitem__):  # stable: equal hashes keep record order
         key = hashes[position]
