@@ -38,7 +38,7 @@ from .sources import AnnotationSource, FolderListing, Item, LocalImages, read_fo
 
 CHUNK = 256  # files per batch: enough to make a round trip between processes cheap per file
 WINDOW = 8  # batches a worker may be given ahead of the one whose turn it is
-PIPE_BYTES = 1 << 20
+PIPE_BYTES = 1 << 20  # a result pipe holds a whole batch, so a worker need not wait to send it
 
 
 class WorkerError(RuntimeError):
@@ -210,7 +210,7 @@ def _read_exactly(fd: int, size: int) -> bytes:
 
 
 def _grow_pipe(fd: int) -> None:
-    """Let a worker write a batch (about 100 KB) without waiting (Linux; elsewhere the default size stands)."""
+    """Make the pipe PIPE_BYTES long (Linux; elsewhere the default size stands)."""
     try:
         import fcntl
 
@@ -225,8 +225,8 @@ def _work(folder: str, names: FolderListing, chunk: int, converter: Converter, t
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     code = 0
     try:
-        while number := os.read(tasks, 4):
-            number = int.from_bytes(number, "little")
+        while task := os.read(tasks, 4):
+            number = int.from_bytes(task, "little")
             batch = converter.convert(read_folder_file(folder, name) for name in names.slice(number * chunk, (number + 1) * chunk))
             _send(results, ("ok", number, batch))
     except BrokenPipeError:
