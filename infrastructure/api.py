@@ -43,7 +43,7 @@ class InferenceApi(Construct):
         dataset_bucket_name: str,
     ) -> None:
         super().__init__(scope, id)
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        removal = config.stateful_removal
         self.activity_table = dynamodb.TableV2(
             self,
             "ModelActivity",
@@ -101,7 +101,7 @@ class InferenceApi(Construct):
 
     def _rest_api(self, config: PipelineConfig) -> apigw.RestApi:
         access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention(config.log_retention_days),
-                                    removal_policy=RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN)
+                                    removal_policy=config.stateful_removal)
         iam_auth = config.api_auth == "iam"
         cors = None
         if config.cors_origin:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from aws_cdk import RemovalPolicy
+
 CONTEXT_KEY = "fashion-pipeline:config"
 
 # CloudWatch Logs accepts only these retention periods.
@@ -95,6 +97,11 @@ class PipelineConfig:
     @property
     def destroy_on_removal(self) -> bool:
         return self.removal_policy == "destroy"
+
+    @property
+    def stateful_removal(self) -> RemovalPolicy:
+        """What deleting the stack does to buckets, tables, keys and log groups."""
+        return RemovalPolicy.DESTROY if self.destroy_on_removal else RemovalPolicy.RETAIN
 
     @property
     def training_defaults_json(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
@@ -43,7 +43,7 @@ class NotificationTopic(Construct):
             "Key",
             description="Encrypts the fashion pipeline alarm topic",
             enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN,
+            removal_policy=config.stateful_removal,
         )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(

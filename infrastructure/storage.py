@@ -43,7 +43,7 @@ class Storage(Construct):
         # without this flag) is incompatible with BucketOwnerEnforced, whatever the app sets.
         self.node.set_context(S3_ACCESS_LOGS_USE_BUCKET_POLICY, True)
         self._config = config
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        removal = config.stateful_removal
 
         self.access_logs_bucket = s3.Bucket(
             self,

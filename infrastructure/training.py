@@ -68,7 +68,7 @@ class TrainingWorkflow(Construct):
         topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, id)
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        removal = config.stateful_removal
         self.topic = topic
 
         self.lock_table = dynamodb.TableV2(
