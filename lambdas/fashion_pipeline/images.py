@@ -85,12 +85,6 @@ class HeaderReader:
         self.bytes_read += len(window)
         return window
 
-    def get(self, offset: int, length: int) -> bytes:
-        end = offset + length
-        if not (self.start <= offset and end <= self.start + len(self.window)):
-            self.fetch(offset, length)
-        return self.window[offset - self.start : end - self.start]
-
 
 def probe(read_at: ReadAt) -> tuple[ImageInfo, HeaderReader]:
     """Identify a JPEG or PNG and read its size from the header.

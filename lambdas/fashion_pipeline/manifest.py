@@ -178,7 +178,7 @@ DUPLICATE = 4  # a later record for an image an earlier one already annotates
 # (lists of Python ints, about 400 bytes a record): either way a few MB.
 ONE_PART_RECORDS = 1 << 15
 PARTITION_RECORDS = 1 << 13
-MAX_PARTITIONS = 512  # open files while partitioning; past 16M records partitions grow instead
+MAX_PARTITIONS = 512  # open files while partitioning; past 4M records partitions grow instead
 PENDING_ENTRIES = 1 << 13  # entries waiting, in all, to be written to their partition's file
 DUPLICATE_FILTER_BITS = 1 << 24  # 2 MB of bits for the duplicate search
 BLOCK_RECORDS = 1 << 14  # records per block when finish streams the columns
@@ -274,11 +274,11 @@ class SplitCounts:
 class ManifestAssembler:
     """Streams records into train/test manifests with a report of everything left out.
 
-    Records arrive in batches and go straight to spool files on disk, one file per column
-    (lines, hashes, sizes, labels, origins). ``finish`` then finds duplicates and the split
-    groups by partitioning the hashes into ranges of at most PARTITION_RECORDS records, so
-    memory stays flat however many records there are: about one byte per record (where each
-    one goes) besides a partition's worth of entries.
+    Records arrive in batches and go straight to spool files on disk, one file per column of
+    ``Batch``. ``finish`` then finds duplicates (with a set, or past ONE_PART_RECORDS with a
+    fixed bitmap) and the split groups (in one part, or in hash-range partitions of
+    PARTITION_RECORDS), so memory stays flat however many records there are: about one byte
+    per record (where each one goes) besides a part's worth of entries.
     """
 
     def __init__(
@@ -341,9 +341,7 @@ class ManifestAssembler:
         """Spool a batch of prepared records (see ``BatchBuilder``)."""
         self._flush()
         for rejection in batch.rejections:
-            if rejection.item is None:
-                self.inputs += 1
-            self._report(rejection)
+            self.reject(rejection)
         self.inputs += batch.records
         self.records += batch.records
         spools = self._spools
@@ -485,9 +483,13 @@ class ManifestAssembler:
         """A spooled array column, a block at a time."""
         return (array(typecode, block) for block in self._blocks(name, array(typecode).itemsize))
 
+    def _labels(self) -> Iterator[int]:
+        """Every record's class ids, record after record."""
+        return chain.from_iterable(self._column("labels", "H"))
+
     def _per_record_labels(self) -> Iterator[list[int]]:
         """Each record's class ids, in record order."""
-        labels = chain.from_iterable(self._column("labels", "H"))
+        labels = self._labels()
         for boxes in self._column("boxes", "H"):
             for number in boxes:
                 yield list(islice(labels, number))
@@ -497,15 +499,11 @@ class ManifestAssembler:
         names = self.catalogue.labels
         boxes_of: list[Counter[int]] = [Counter(), Counter()]
         done = 0
-        labels = self._column("labels", "H")
-        pending = array("H")
+        labels = self._labels()
         for sizes, boxes in zip(self._column("sizes", "I"), self._column("boxes", "H"), strict=True):
             flags = destination[done : done + len(sizes)]
             done += len(sizes)
-            wanted = sum(boxes)
-            while len(pending) < wanted:
-                pending.extend(next(labels))
-            block, pending = pending[:wanted], pending[wanted:]
+            block = array("H", islice(labels, sum(boxes)))  # these records' class ids
             box_flags = bytes(chain.from_iterable(map(repeat, flags, boxes)))
             for side in (0, 1):
                 counts[side].images += flags.count(side)

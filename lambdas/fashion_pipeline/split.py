@@ -34,23 +34,10 @@ def choose_test_groups(
 ) -> bytearray:
     """Pick whole groups (pair ids) for the test set; returns a 0/1 flag per group.
 
-    Groups are visited in the order of their keys' stable hashes (see ``take_test_groups``).
+    ``group_labels`` holds a bit mask of labels per group. Groups are visited in the order of
+    their keys' stable hashes (see ``GroupSplitter``, which ManifestAssembler uses directly).
     """
     order = sorted(range(len(group_keys)), key=lambda g: (stable_hash(seed, group_keys[g]), group_keys[g]))
-    return take_test_groups(order, group_images, group_labels, test_fraction=test_fraction)
-
-
-def take_test_groups(
-    order: Sequence[int],
-    group_images: Sequence[int],
-    group_labels: Sequence[int],
-    *,
-    test_fraction: float,
-) -> bytearray:
-    """Visit the groups in ``order`` and flag the ones that go to test; a 0/1 flag per group.
-
-    ``group_labels`` holds a bit mask of labels per group. See ``GroupSplitter``.
-    """
     splitter = GroupSplitter(zip(group_images, group_labels), test_fraction=test_fraction)
     is_test = bytearray(len(group_images))
     for g in order:
