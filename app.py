@@ -37,7 +37,7 @@ def build_app(*, overrides: Mapping[str, Any] | None = None, outdir: str | None 
         app,
         STACK_ID,
         config=config,
-        description="DeepFashion2/COCO to Rekognition Custom Labels: storage and annotation ingestion",
+        description="DeepFashion2/COCO to Rekognition Custom Labels: ingestion, training workflow and inference API",
         # Environment-agnostic unless the CLI resolved an account/region from the profile.
         env=cdk.Environment(
             account=os.environ.get("CDK_DEFAULT_ACCOUNT"),

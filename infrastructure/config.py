@@ -59,6 +59,8 @@ class PipelineConfig:
     """How often the workflow checks a training job (training takes hours)."""
     training_timeout_hours: int = 72
     """A run that has not finished training after this long fails."""
+    keep_previous_model_running: bool = False
+    """Keep a dataset's running model when a newer one is deployed (each bills by the hour)."""
     assembler_memory_mb: int = 1024
     """Memory of the manifest assembly Lambda (250,000 records fit in 1 GB)."""
     model_parameter_name: str = "/fashion-pipeline/model"
@@ -113,6 +115,7 @@ class PipelineConfig:
             "deploy": self.deploy_after_training,
             "poll_seconds": self.training_poll_seconds,
             "training_timeout_hours": self.training_timeout_hours,
+            "keep_previous_model_running": self.keep_previous_model_running,
         }
         if self.label_mapping is not None:
             defaults["label_mapping"] = dict(self.label_mapping)
@@ -159,6 +162,14 @@ class PipelineConfig:
         return cls.from_context(node.try_get_context(CONTEXT_KEY), base=base)
 
     def _check_combinations(self) -> None:
+        # The defaults of every run must make a valid run (the execution history budget bounds
+        # how often a long training may be polled).
+        from fashion_pipeline.training import OptionsError, TrainingOptions
+
+        try:
+            TrainingOptions.parse(json.loads(self.training_defaults_json))
+        except OptionsError as exc:
+            raise ConfigError(f"{CONTEXT_KEY}.trainingPollSeconds/trainingTimeoutHours: {exc}") from None
         # Lambda rejects an SQS event source that batches more than 10 records without a window.
         if self.converter_batch_size > 10 and self.converter_batch_window_seconds == 0:
             raise ConfigError(
@@ -282,6 +293,7 @@ _PARSERS = {
     "deployAfterTraining": ("deploy_after_training", _boolean),
     "trainingPollSeconds": ("training_poll_seconds", _integer(60, 3600)),
     "trainingTimeoutHours": ("training_timeout_hours", _integer(1, 240)),
+    "keepPreviousModelRunning": ("keep_previous_model_running", _boolean),
     "assemblerMemoryMb": ("assembler_memory_mb", _integer(512, 10_240)),
     "modelParameterName": ("model_parameter_name", _parameter_name),
     "apiAuth": ("api_auth", _choice("iam", "apiKey")),

@@ -1,8 +1,6 @@
-"""The deployable unit: wires the constructs together and grants access between them.
-
-Grants live here rather than inside the constructs so that every cross-construct permission
-is visible in one place. A later construct (training workflow, inference API) is added the
-same way: instantiate it with ``config`` and the buckets it needs, then grant it access below.
+"""The deployable unit: storage, ingestion, notifications, the training workflow and the
+inference API, wired together, with every cross-construct grant made here so that each
+permission between units is visible in one place.
 """
 
 from __future__ import annotations
@@ -82,7 +80,7 @@ class FashionPipelineStack(Stack):
         CfnOutput(self, "AnnotationQueueUrl", value=self.ingestion.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.ingestion.dead_letter_queue.queue_url)
         CfnOutput(self, "StateMachineArn", value=self.training.state_machine.state_machine_arn)
-        CfnOutput(self, "ModelParameterName", value=self.training.model_parameter.parameter_name)
+        CfnOutput(self, "ModelParameterName", value=self.config.model_parameter_name)
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "ApiUrl", value=self.api.api.url)
         if getattr(self.api, "api_key", None) is not None:

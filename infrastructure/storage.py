@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_iam as iam
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -16,25 +15,20 @@ REQUESTS_PREFIX = "requests/"  # dataset: requests/<dataset>.json (training requ
 FRAGMENTS_PREFIX = "fragments/"  # artifacts: one manifest fragment per annotation object
 REPORTS_PREFIX = "reports/"  # artifacts: conversion reports
 RUNS_PREFIX = "runs/"  # artifacts: runs/<dataset>/<run-id>/ (manifests, reports, output)
-# Rekognition trains and tests from runs/<dataset>/<run-id>/{train,test}.manifest ...
-RUN_MANIFESTS_PATTERN = "runs/*.manifest"
-# ... and writes training output where CreateProjectVersion's OutputConfig.S3KeyPrefix
-# points, which must be runs/<dataset>/<run-id>/output/.
-RUN_OUTPUT_PATTERN = "runs/*/output/*"
-
-REKOGNITION_PRINCIPAL = "rekognition.amazonaws.com"
 S3_ACCESS_LOGS_USE_BUCKET_POLICY = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
 ABORT_INCOMPLETE_UPLOADS_AFTER = Duration.days(7)
 
 
 class Storage(Construct):
-    """The three buckets, hardened alike, with Rekognition Custom Labels access.
+    """The three buckets, hardened alike.
 
-    Encryption is SSE-S3 on purpose: Rekognition Custom Labels reads the images and manifests
-    and writes training output with its own service principal. With SSE-KMS every key policy
-    would also have to admit Rekognition (and callers would need kms:Decrypt), which adds a
-    moving part without protecting against anyone the bucket policies do not already stop.
-    Access logs cannot be delivered to a KMS-encrypted bucket at all.
+    No bucket policy admits Rekognition: with the current (dataset) API, Custom Labels reads
+    the images and manifests and writes training output with the permissions of the caller of
+    CreateDataset and CreateProjectVersion ("Set up SDK permissions", Custom Labels developer
+    guide), so the training workflow's role carries those grants (training.py). Encryption is
+    SSE-S3: with SSE-KMS every caller would also need kms:Decrypt/GenerateDataKey on the key,
+    a moving part that protects against no one the bucket policies do not already stop, and
+    access logs cannot be delivered to a KMS-encrypted bucket at all.
     """
 
     def __init__(self, scope: Construct, id: str, *, config: PipelineConfig) -> None:
@@ -92,7 +86,6 @@ class Storage(Construct):
             ],
         )
 
-        self._allow_rekognition_custom_labels()
 
     def _hardening(self, removal: RemovalPolicy) -> dict:
         return dict(
@@ -112,54 +105,4 @@ class Storage(Construct):
             noncurrent_version_expiration=Duration.days(self._config.noncurrent_version_expiration_days),
             expired_object_delete_marker=True,
             abort_incomplete_multipart_upload_after=ABORT_INCOMPLETE_UPLOADS_AFTER,
-        )
-
-    def _allow_rekognition_custom_labels(self) -> None:
-        """Bucket policies for Custom Labels training, per the Custom Labels developer guide.
-
-        The guide's policy (SIDs AWSRekognitionS3*20191011) grants bucket ACL/location reads,
-        object reads and PutObject with bucket-owner-full-control; here each grant is narrowed
-        to the prefixes Rekognition actually uses, and aws:SourceAccount prevents another
-        account's Rekognition project from using the service principal as a confused deputy.
-        """
-        principal = iam.ServicePrincipal(REKOGNITION_PRINCIPAL)
-        same_account = {"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}
-        object_read = ["s3:GetObject", "s3:GetObjectAcl", "s3:GetObjectVersion", "s3:GetObjectTagging"]
-        bucket_read = ["s3:GetBucketAcl", "s3:GetBucketLocation"]
-
-        for bucket, readable in (
-            (self.dataset_bucket, f"{IMAGES_PREFIX}*"),
-            (self.artifacts_bucket, RUN_MANIFESTS_PATTERN),
-        ):
-            bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid="RekognitionBucketRead",
-                    principals=[principal],
-                    actions=bucket_read,
-                    resources=[bucket.bucket_arn],
-                    conditions=same_account,
-                )
-            )
-            bucket.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid="RekognitionObjectRead",
-                    principals=[principal],
-                    actions=object_read,
-                    resources=[bucket.arn_for_objects(readable)],
-                    conditions=same_account,
-                )
-            )
-        self.artifacts_bucket.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="RekognitionOutputWrite",
-                principals=[principal],
-                actions=["s3:PutObject"],
-                resources=[self.artifacts_bucket.arn_for_objects(RUN_OUTPUT_PATTERN)],
-                conditions={
-                    "StringEquals": {
-                        "aws:SourceAccount": Stack.of(self).account,
-                        "s3:x-amz-acl": "bucket-owner-full-control",
-                    }
-                },
-            )
         )

@@ -13,7 +13,7 @@ from typing import Any, Sequence, TextIO
 from .api_commands import register as register_api_commands
 from .aws.stack import StackNotFound
 from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
-from .manifest import ManifestAssembler, write_report
+from .manifest import ManifestAssembler, manifest_problems, write_report
 from .pipeline import convert_into
 from .sources import InputError, LocalImages, load_labels, open_source
 
@@ -47,6 +47,9 @@ class Progress:
             self.stream.flush()
 
 
+EXIT_REFUSED = 3  # convert wrote the manifests, but Rekognition would refuse them (summary["problems"])
+
+
 def convert(args: argparse.Namespace) -> dict[str, Any]:
     source = open_source(args.annotations)
     images = LocalImages(args.images, args.image_uri)
@@ -57,8 +60,8 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
     categories = source.categories
     try:
         catalogue = LabelCatalogue(mapping=mapping, **({"categories": categories} if categories else {}))
-    except LabelMappingError as exc:
-        raise InputError(f"{args.labels or 'label mapping'}: {exc}") from None
+    except LabelMappingError as exc:  # the labels come from the mapping, else from the annotations' categories
+        raise InputError(f"{args.labels or args.annotations}: {exc}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress(source.total)
@@ -72,6 +75,7 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
             summary = assembler.finish(train, test)
         summary = {"input": {"annotations": str(args.annotations), "kind": source.kind, "images": str(args.images), "image_uri": images.image_uri}, **summary}
         summary["seconds"] = round(time.monotonic() - started, 3)
+        summary["problems"] = manifest_problems(summary, region=args.region)
         with open(out / "report.json.part", "w", encoding="utf-8") as report:
             write_report(report, summary, assembler.iter_rejections())
     for name in ("train.manifest", "test.manifest", "report.json"):
@@ -95,6 +99,9 @@ def summary_table(summary: dict[str, Any]) -> str:
         rows.append(f"  {reason:<28}{count:>8}")
     for side, note in summary.get("downsampled", {}).items():
         rows.append(f"{side} down-sampled from {note['from']} to {note['to']} lines ({note['stratified_by']})")
+    if summary["problems"]:
+        rows += ["", "WARNING: Rekognition Custom Labels would refuse these manifests:"]
+        rows += [f"  ! {problem}" for problem in summary["problems"]]
     return "\n".join(rows)
 
 
@@ -116,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fashion-pipeline", description="DeepFashion2/COCO to Amazon Rekognition Custom Labels.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    c = commands.add_parser("convert", help="convert annotations into train/test manifests and a report")
+    c = commands.add_parser(
+        "convert", help="convert annotations into train/test manifests and a report",
+        epilog=f"exit status: 0 manifests written; 2 bad arguments or input; {EXIT_REFUSED} manifests written, but Rekognition"
+        " Custom Labels would refuse them (the summary ends with the problems, also in report.json)",
+    )
     c.add_argument("annotations", help="a folder or .zip of DeepFashion2 JSON files, a COCO .json, or a .jsonl file")
     c.add_argument("--images", required=True, help="folder holding the images")
     c.add_argument("--image-uri", required=True, help="s3://BUCKET/PREFIX/ where the images are (or will be) uploaded")
@@ -126,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="changes which pair ids go to test")
     c.add_argument("--jobs", type=_positive, help="worker processes reading and probing (default: the number of CPUs)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    c.add_argument(
+        "--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        help="AWS region to check the image caps of: eu-west-2 and ap-south-1 take fewer images (default: $AWS_REGION,"
+        " else $AWS_DEFAULT_REGION, else none: the caps of most regions)",
+    )
 
     r = commands.add_parser("reprocess", help="re-run conversion of every annotation object of a dataset")
     r.add_argument("--dataset", required=True)
@@ -142,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--poll-seconds", type=int, help="how often the workflow checks training (default 600)")
     t.add_argument("--start-poll-seconds", type=int, help="how often it checks datasets and deployment (default 60)")
+    t.add_argument("--training-timeout-hours", type=float, help="fail the run if training has not finished after this long (default 72)")
+    t.add_argument("--wait-timeout-minutes", type=float,
+                   help="fail the run if old datasets are not deleted, a new one not created, or the model not started after this long, each (default 120)")
+    t.add_argument("--keep-previous-model-running", action="store_true",
+                   help="leave the dataset's running model running when the new one is deployed (each bills by the hour)")
     t.add_argument("--interval", type=float, default=30.0, help="how often --wait checks the run (seconds)")
     _stack_arguments(t)
 
@@ -198,6 +219,8 @@ def train(args: argparse.Namespace) -> int:
         for key, value in {
             "test_fraction": args.test_fraction, "min_f1": args.min_f1, "inference_units": args.inference_units,
             "seed": args.seed, "poll_seconds": args.poll_seconds, "start_poll_seconds": args.start_poll_seconds,
+            "training_timeout_hours": args.training_timeout_hours, "wait_timeout_minutes": args.wait_timeout_minutes,
+            "keep_previous_model_running": True if args.keep_previous_model_running else None,
         }.items()
         if value is not None
     }
@@ -254,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "convert":
             summary = convert(args)
             print(json.dumps(summary, indent=2) if args.json else summary_table(summary))
+            if summary["problems"]:
+                return EXIT_REFUSED
         elif args.command == "sample":
             from .sample import generate
 

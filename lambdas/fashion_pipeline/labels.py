@@ -28,6 +28,13 @@ CANONICAL_NAMES = frozenset(CATEGORY_NAMES.values())
 # The seed's final model folded the rare sling classes into their nearest neighbours.
 DEFAULT_MAPPING: dict[str, str | None] = {"sling": "vest", "sling_dress": "vest_dress"}
 
+# Rekognition refuses a longer label name in a manifest: "The length of a label name is too
+# long. The maximum length is 256 characters." (ERROR_INVALID_LABEL_NAME_LENGTH,
+# https://docs.aws.amazon.com/rekognition/latest/customlabels-dg/tm-debugging-json-line-errors.html).
+# The API model's DatasetLabel says 255, but it is the shape ListDatasetLabels answers with,
+# not a rule of import.
+MAX_LABEL_CHARS = 256
+
 
 class LabelMappingError(ValueError):
     """A label mapping that cannot be applied."""
@@ -61,6 +68,11 @@ class LabelCatalogue:
         labels = sorted({self.label_for(name) for name in self.categories} - {None})
         if not labels:
             raise LabelMappingError("label mapping excludes every category")
+        for label in labels:
+            if len(label) > MAX_LABEL_CHARS:
+                raise LabelMappingError(
+                    f"label {label!r} is {len(label)} characters long; Rekognition accepts label names of at most {MAX_LABEL_CHARS}"
+                )
         # Class ids depend only on the catalogue, never on the data, so every line of every
         # manifest (and every fragment assembled later) agrees on them.
         object.__setattr__(self, "_class_ids", {label: i for i, label in enumerate(labels)})

@@ -12,13 +12,15 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 RUNNING = "RUNNING"
 STARTING = "STARTING"
 STOPPING = "STOPPING"
 STOPPED = "STOPPED"
 NONE = "NONE"  # nothing deployed: the pointer says {"status": "none"} or does not exist
+# Statuses in which a model version bills by the inference-unit hour, or is about to.
+BILLING = (RUNNING, STARTING)
 
 # Timestamps from the future are clock skew when they are this close, nonsense beyond.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -86,6 +88,15 @@ def parse_pointer(text: str | None) -> ModelPointer | None:
         inference_units=max(units, 1),
         deployed_at=parse_time(doc.get("deployed_at")),
     )
+
+
+def models_to_stop(descriptions: Iterable[Mapping[str, Any]], *, keep: str) -> list[str]:
+    """The versions (DescribeProjectVersions descriptions) to stop when ``keep`` takes over:
+    every other one that is running or starting, in the order given."""
+    return [
+        str(d["ProjectVersionArn"]) for d in descriptions
+        if d.get("ProjectVersionArn") and d["ProjectVersionArn"] != keep and d.get("Status") in BILLING
+    ]
 
 
 def parse_time(value: Any) -> datetime | None:

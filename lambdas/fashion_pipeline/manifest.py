@@ -27,14 +27,37 @@ from operator import eq, not_
 from json.encoder import encode_basestring as quote  # how json.dumps(..., ensure_ascii=False) writes a str
 from typing import IO, Any, Iterable, Iterator, NamedTuple, Sequence
 
-from .labels import LabelCatalogue
+from .labels import MAX_LABEL_CHARS, LabelCatalogue
 from .records import Box, Record, Rejection
 from .split import GroupSplitter, stable_hash, stratified_keep
 
+# Rekognition Custom Labels limits: "Guidelines and quotas"
+# (https://docs.aws.amazon.com/rekognition/latest/customlabels-dg/limits.html) and "Validation
+# rules for manifest files" (https://docs.aws.amazon.com/rekognition/latest/customlabels-dg/md-create-manifest-file-validation-rules.html).
 MAX_BOXES_PER_IMAGE = 50
 MAX_LINES_PER_MANIFEST = 250_000
 MAX_LINE_CHARS = 100_000
 MAX_MANIFEST_BYTES = 1_000_000_000
+MAX_LABELS_PER_MANIFEST = 250  # "Maximum number of unique labels per manifest is 250."
+# The validation rules say "Lower boundary on labels: >=2" for every manifest, but the quotas
+# tell the model types apart ("Minimum number of unique labels per Object Location (detection)
+# dataset is 1", 2 for classification), ERROR_MANIFEST_TOO_FEW_LABELS defers to them ("The
+# minimum depends on if the dataset trains/tests a model to detect image-level labels
+# (classification) or if the model detects object locations", tm-debugging-aggregate-errors.html)
+# and "Purposing datasets" says why (md-dataset-purpose.html): "To find object locations, your
+# datasets needs at least one label. During model training, a further label is automatically
+# created that represents the area outside of the bounding boxes". So a detector of a single
+# label (every garment mapped to one) is valid.
+MIN_LABELS = 1
+# Images per object-detection dataset, (train, test), by region (None: every other region):
+# "Maximum number of images per Object Location (detection) dataset is 250,000. The limit for
+# Asia Pacific (Mumbai) and Europe (London) AWS Regions is 28,000 images" (7,000 for testing),
+# https://docs.aws.amazon.com/rekognition/latest/customlabels-dg/limits.html
+MAX_IMAGES_BY_REGION: dict[str | None, tuple[int, int]] = {
+    None: (250_000, 250_000),
+    "ap-south-1": (28_000, 7_000),  # Asia Pacific (Mumbai)
+    "eu-west-2": (28_000, 7_000),  # Europe (London)
+}
 DEFAULT_ATTRIBUTE = "bounding-box"
 DEFAULT_JOB_NAME = "fashion-pipeline"
 _UNKNOWN = object()  # a category the catalogue has never heard of (None: one it excludes)
@@ -679,24 +702,42 @@ def _groups(hashes: Sequence[int], indices: Sequence[int], masks: Sequence[int])
     return groups
 
 
-def manifest_problems(summary: dict[str, Any], *, image_prefix: str | None = None, outside: int = 0) -> list[str]:
-    """Reasons Rekognition would refuse these manifests, caught before any money is spent."""
+def manifest_problems(
+    summary: dict[str, Any], *, image_prefix: str | None = None, outside: int = 0, region: str | None = None
+) -> list[str]:
+    """Reasons Rekognition would refuse these manifests, caught before any money is spent.
+
+    ``region`` picks the image caps of MAX_IMAGES_BY_REGION (None, or a region not listed: the
+    caps of most regions)."""
     problems = []
     train_labels = set(summary["train"]["boxes"])
     test_labels = set(summary["test"]["boxes"])
     if summary["train"]["images"] == 0:
         problems.append("the training manifest is empty: no image passed the rules (see the report)")
-    elif len(train_labels) < 2:
-        problems.append(f"Rekognition needs at least 2 labels; the training manifest has {len(train_labels)}: {sorted(train_labels)}")
-    if summary["test"]["images"] == 0:
+    elif len(train_labels) < MIN_LABELS:
+        problems.append(f"the training manifest has {len(train_labels)} labels; Rekognition needs at least {MIN_LABELS}")
+    # A test fraction of 0 asks for no test set (Rekognition can split one off the training set).
+    if summary["test"]["images"] == 0 and summary["test_fraction"]["requested"]:
         problems.append("the test manifest is empty: add images (more pair ids) or raise the test fraction")
     if test_labels - train_labels:
         problems.append(f"labels in test but not in train: {sorted(test_labels - train_labels)}")
-    for side in ("train", "test"):
-        if summary[side]["images"] > MAX_LINES_PER_MANIFEST:
-            problems.append(f"the {side} manifest has {summary[side]['images']} lines; the limit is {MAX_LINES_PER_MANIFEST}")
-        if summary[side]["bytes"] > MAX_MANIFEST_BYTES:
-            problems.append(f"the {side} manifest has {summary[side]['bytes']} bytes; the limit is {MAX_MANIFEST_BYTES}")
+    caps = MAX_IMAGES_BY_REGION.get(region, MAX_IMAGES_BY_REGION[None])
+    for side, cap in zip(("train", "test"), caps):
+        counts = summary[side]
+        if counts["images"] > MAX_LINES_PER_MANIFEST:
+            problems.append(f"the {side} manifest has {counts['images']} lines; the limit is {MAX_LINES_PER_MANIFEST}")
+        elif counts["images"] > cap:
+            problems.append(f"the {side} manifest has {counts['images']} images; Rekognition accepts at most {cap} in {region}")
+        if counts["bytes"] > MAX_MANIFEST_BYTES:
+            problems.append(f"the {side} manifest has {counts['bytes']} bytes; the limit is {MAX_MANIFEST_BYTES}")
+        if len(counts["boxes"]) > MAX_LABELS_PER_MANIFEST:
+            problems.append(
+                f"the {side} manifest has {len(counts['boxes'])} labels; Rekognition accepts at most {MAX_LABELS_PER_MANIFEST}"
+                " per manifest (merge or exclude some with a label mapping)"
+            )
+    too_long = sorted(label for label in train_labels | test_labels if len(label) > MAX_LABEL_CHARS)
+    if too_long:
+        problems.append(f"label names longer than {MAX_LABEL_CHARS} characters: {too_long}")
     if outside:
         problems.append(f"{outside} records point at images outside {image_prefix}")
     return problems

@@ -15,6 +15,14 @@ from typing import Any, Iterable, NamedTuple
 from .images import ImageError, ImageInfo, check_rules
 
 MIN_BOX_SIDE = 1  # a box this thin (or thinner) after clipping teaches nothing
+# Training shrinks an image with a side over TRAINING_SIDE px, and a box must still be more than
+# MIN_BOX_SIDE px wide and high afterwards: "During training, Amazon Rekognition Custom Labels
+# resizes an image if any of its dimensions are greater than 1280 pixels [...]. The resulting
+# bounding box heights and widths must be greater than 1 x 1 pixels." (ERROR_BOUNDING_BOX_TOO_SMALL,
+# https://docs.aws.amazon.com/rekognition/latest/customlabels-dg/tm-debugging-json-line-errors.html).
+# The page does not say to what size; we assume the gentlest resize it allows, the longer side to
+# 1280 px with the aspect ratio kept, so every box dropped for it here would fail there too.
+TRAINING_SIDE = 1280
 
 
 class AnnotationError(Exception):
@@ -157,6 +165,24 @@ def clip_box(xyxy: Any, width: int, height: int) -> tuple[int, int, int, int]:
     return left, top, right - left, bottom - top
 
 
+def _thin_after_resize(width: int, height: int) -> int:
+    """The widest box side (px) that training's resize of a width x height image leaves at
+    MIN_BOX_SIDE or less; 0 when that is no more than clip_box already drops."""
+    longer = width if width >= height else height
+    # A side of n px becomes n * TRAINING_SIDE / longer: too thin while n * TRAINING_SIDE <= MIN_BOX_SIDE * longer.
+    thin = MIN_BOX_SIDE * longer // TRAINING_SIDE
+    return thin if thin > MIN_BOX_SIDE else 0
+
+
+def _too_small_after_resize(xyxy: Any, clipped: tuple[int, int, int, int], width: int, height: int) -> AnnotationError:
+    scale = TRAINING_SIDE / max(width, height)
+    return AnnotationError(
+        "box_too_small_after_resize",
+        f"bounding box {xyxy!r} is {clipped[2]}x{clipped[3]} px, {clipped[2] * scale:.2f}x{clipped[3] * scale:.2f} px once training"
+        f" scales the {width}x{height} image to {TRAINING_SIDE} px on its longer side; more than {MIN_BOX_SIDE} px needed",
+    )
+
+
 def build_record(
     annotation: ImageAnnotation,
     image_uri: str,
@@ -175,11 +201,15 @@ def build_record(
     rejections: list[Rejection] = []
     boxes: list[Box] = []
     width, height = info.width, info.height
+    thin = _thin_after_resize(width, height)
     for box in annotation.boxes:
         try:
             if box.category is None:
                 raise AnnotationError("unknown_category", f"category_id {box.category_id!r} is not in the catalogue")
-            boxes.append(Box(box.category, *clip_box(box.xyxy, width, height)))
+            clipped = clip_box(box.xyxy, width, height)
+            if thin and (clipped[2] <= thin or clipped[3] <= thin):
+                raise _too_small_after_resize(box.xyxy, clipped, width, height)
+            boxes.append(Box(box.category, *clipped))
         except AnnotationError as exc:
             rejections.append(Rejection(annotation.source, image_uri.rsplit("/", 1)[-1], exc.reason, exc.detail, box.item))
     record = Record(annotation.source, image_uri, width, height, info.depth, annotation.pair_id, tuple(boxes), created)

@@ -13,6 +13,33 @@ from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
+# An execution holds at most 25,000 history events; one more fails it with an error no Catch
+# sees, skipping the failure path (Step Functions quotas: "Maximum execution history size",
+# https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html). Every polling loop
+# of the training workflow is bounded by a poll count that fits this budget.
+HISTORY_EVENT_LIMIT = 25_000
+MAX_TRAINING_TIMEOUT_HOURS = 240.0
+MAX_WAIT_TIMEOUT_MINUTES = 720.0
+# The longest run any options allow: training and the four other waits at their bounds, plus an
+# hour for the steps between them. The state machine's own timeout is only a backstop above it.
+MAX_RUN_SECONDS = int(MAX_TRAINING_TIMEOUT_HOURS * 3600 + 4 * MAX_WAIT_TIMEOUT_MINUTES * 60 + 3600)
+
+
+@dataclass(frozen=True)
+class HistoryBudget:
+    """Upper bounds of the history events one execution writes: the path without loops, and
+    one iteration of each polling loop, retries included. The numbers are the workflow's;
+    tests/infrastructure/test_workflow_contract.py recounts them from the synthesized definition."""
+
+    fixed: int
+    deletion: int
+    dataset: int
+    training: int
+    model: int
+
+
+WORKFLOW_HISTORY = HistoryBudget(fixed=900, deletion=24, dataset=24, training=24, model=24)
+
 
 class OptionsError(ValueError):
     """A training request that cannot be run; the message names the bad option."""
@@ -27,8 +54,12 @@ class TrainingOptions:
     deploy: bool = True
     seed: int = 0
     poll_seconds: int = 600  # training takes hours; Describe calls are cheap but not free
-    start_poll_seconds: int = 60
+    start_poll_seconds: int = 60  # datasets being deleted or created, a model starting
     training_timeout_hours: float = 72.0
+    # Each wait before and after training (old datasets deleted, each new dataset created and
+    # checked image by image, the model started) gives up after this long.
+    wait_timeout_minutes: float = 120.0
+    keep_previous_model_running: bool = False  # a new model replaces the dataset's running one
 
     @classmethod
     def parse(cls, data: dict[str, Any] | None, defaults: dict[str, Any] | None = None) -> "TrainingOptions":
@@ -58,9 +89,12 @@ class TrainingOptions:
         number("seed", 0, 2**31, integer=True)
         number("poll_seconds", 0, 3600, integer=True)
         number("start_poll_seconds", 0, 3600, integer=True)
-        number("training_timeout_hours", 0.01, 240)
-        if not isinstance(self.deploy, bool):
-            raise OptionsError(f"option deploy must be true or false, got {self.deploy!r}")
+        number("training_timeout_hours", 0.01, MAX_TRAINING_TIMEOUT_HOURS)
+        number("wait_timeout_minutes", 1, MAX_WAIT_TIMEOUT_MINUTES)
+        for flag in ("deploy", "keep_previous_model_running"):
+            if not isinstance(getattr(self, flag), bool):
+                raise OptionsError(f"option {flag} must be true or false, got {getattr(self, flag)!r}")
+        self._check_history()
         if not isinstance(self.label_mapping, dict):
             raise OptionsError("option label_mapping must be an object of category -> label (or null)")
         try:
@@ -72,8 +106,51 @@ class TrainingOptions:
         return LabelCatalogue(mapping=self.label_mapping)
 
     @property
-    def max_polls(self) -> int:
-        return max(1, math.ceil(self.training_timeout_hours * 3600 / max(self.poll_seconds, 1)))
+    def limits(self) -> dict[str, int]:
+        """How many times each loop of the workflow polls before it gives up.
+
+        A poll period of 0 (tests, the emulator) counts as 1 s: the bound is a number of polls.
+        """
+        def polls(seconds: float, period: int) -> int:
+            return max(1, math.ceil(seconds / max(period, 1)))
+
+        wait = polls(self.wait_timeout_minutes * 60, self.start_poll_seconds)
+        return {
+            "deletion_polls": wait,
+            "dataset_polls": wait,
+            "training_polls": polls(self.training_timeout_hours * 3600, self.poll_seconds),
+            "model_polls": wait,
+        }
+
+    def history_events(self, budget: HistoryBudget = WORKFLOW_HISTORY) -> int:
+        """The most history events a run with these options can write."""
+        limits = self.limits
+        return (budget.fixed + limits["deletion_polls"] * budget.deletion + 2 * limits["dataset_polls"] * budget.dataset
+                + limits["training_polls"] * budget.training + limits["model_polls"] * budget.model)
+
+    @property
+    def max_run_seconds(self) -> int:
+        """The longest a run can take: every wait at its bound (what the dataset lease must cover)."""
+        limits = self.limits
+        start = max(self.start_poll_seconds, 1)
+        return (limits["deletion_polls"] + 2 * limits["dataset_polls"] + limits["model_polls"]) * start + limits["training_polls"] * max(self.poll_seconds, 1)
+
+    def _check_history(self, budget: HistoryBudget = WORKFLOW_HISTORY) -> None:
+        events = self.history_events(budget)
+        if events <= HISTORY_EVENT_LIMIT:
+            return
+        others = events - self.limits["training_polls"] * budget.training
+        room = (HISTORY_EVENT_LIMIT - others) // budget.training
+        if room < 1:
+            raise OptionsError(
+                f"option start_poll_seconds {self.start_poll_seconds} is too short for wait_timeout_minutes "
+                f"{self.wait_timeout_minutes:g}: the waits for datasets and the model alone could write {others} of the "
+                f"{HISTORY_EVENT_LIMIT} history events an execution holds")
+        shortest = math.ceil(self.training_timeout_hours * 3600 / room)
+        raise OptionsError(
+            f"option poll_seconds {self.poll_seconds} is too short for training_timeout_hours {self.training_timeout_hours:g}: "
+            f"an execution holds {HISTORY_EVENT_LIMIT} history events, which leaves room for {room} training polls, "
+            f"so poll_seconds must be at least {shortest}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -34,11 +34,13 @@ def assemble_dataset(
     test_fraction: float,
     seed: int,
     job_name: str,
+    region: str | None = None,
 ) -> dict[str, Any]:
     """Stream every fragment of ``dataset``; write manifests, summary and report under ``prefix``.
 
     Memory stays flat (see ManifestAssembler: records are spooled to /tmp); records stream from S3
-    line by line and manifests are written to /tmp, then uploaded.
+    line by line and manifests are written to /tmp, then uploaded. ``region`` is where Rekognition
+    trains, whose image caps the manifests are checked against (see manifest_problems).
     """
     image_prefix = f"s3://{dataset_bucket}/images/{dataset}/"
     outside = 0
@@ -66,18 +68,18 @@ def assemble_dataset(
             with open(paths["train.manifest"], "wb") as train, open(paths["test.manifest"], "wb") as test:
                 summary = assembler.finish(train, test)
             summary["fragments"] = len(fragments)
+            summary["problems"] = manifest_problems(summary, image_prefix=image_prefix, outside=outside, region=region)
             with open(paths["report.json"], "w", encoding="utf-8") as report_file:
                 write_report(report_file, summary, assembler.iter_rejections())
             for name, path in paths.items():
                 content_type = "application/json" if name.endswith(".json") else "application/x-ndjson"
                 s3.upload_file(path, artifacts_bucket, prefix + name, ExtraArgs={"ContentType": content_type})
     s3.put_object(Bucket=artifacts_bucket, Key=prefix + "summary.json", Body=json.dumps(summary, indent=2).encode(), ContentType="application/json")
-    problems = manifest_problems(summary, image_prefix=image_prefix, outside=outside)
     return {
         "train_manifest": prefix + "train.manifest",
         "test_manifest": prefix + "test.manifest",
         "images": {"train": summary["train"]["images"], "test": summary["test"]["images"]},
         "labels": len(set(summary["train"]["boxes"])),
         "rejections": summary["rejections"]["images"],
-        "problems": problems,
+        "problems": summary["problems"],
     }

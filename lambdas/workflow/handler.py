@@ -1,4 +1,4 @@
-"""Lambda tasks of the training workflow: prepare, assemble, evaluate, finish.
+"""Lambda tasks of the training workflow: prepare, assemble, evaluate, retire, finish.
 
 The state machine does the Rekognition calls itself (SDK integrations); these functions do
 only what needs logic. Each raises a named exception on a business failure, which Step
@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from fashion_pipeline import lifecycle
 from fashion_pipeline.training import OptionsError, TrainingOptions, check_dataset_name, evaluation_report, run_names
 from workflow import lock
 from workflow.assembly import ManifestValidationError, assemble_dataset
@@ -28,7 +29,7 @@ tracer = Tracer()
 metrics = Metrics()
 
 REQUEST_PREFIX = "requests/"
-LOCK_MARGIN_SECONDS = 6 * 3600
+LOCK_MARGIN_SECONDS = 3600  # the lease outlives the longest run by this much
 
 
 @lru_cache(maxsize=None)
@@ -66,7 +67,7 @@ def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     dataset = check_dataset_name(dataset)
     options = TrainingOptions.parse(raw_options, json.loads(os.environ.get("TRAINING_DEFAULTS", "{}")))
     names = run_names(dataset, dt.datetime.now(dt.timezone.utc), execution.rsplit(":", 1)[-1])
-    lease = int(options.training_timeout_hours * 3600) + LOCK_MARGIN_SECONDS
+    lease = options.max_run_seconds + LOCK_MARGIN_SECONDS
     lock.acquire(client("dynamodb"), _env("LOCK_TABLE"), dataset=dataset, execution=execution, seconds=lease)
     logger.info("run prepared", extra={"dataset": dataset, **names})
     return {
@@ -74,7 +75,7 @@ def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "execution": execution,
         **names,
         "options": options.to_dict(),
-        "max_polls": options.max_polls,
+        "limits": options.limits,
         "dataset_bucket": _env("DATASET_BUCKET"),
         "artifacts_bucket": _env("ARTIFACTS_BUCKET"),
     }
@@ -95,6 +96,7 @@ def assemble(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         test_fraction=options.test_fraction,
         seed=options.seed,
         job_name=run["version_name"],
+        region=os.environ.get("AWS_REGION"),
     )
     logger.info("assembled", extra=result)
     if result["problems"]:
@@ -118,6 +120,29 @@ def evaluate(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         Bucket=run["artifacts_bucket"], Key=run["prefix"] + "evaluation.json", Body=json.dumps(report, indent=2).encode(), ContentType="application/json"
     )
     return {"f1": report["overall"]["f1"], "deploy": report["deploy"], "reason": report["reason"]}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def retire(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Once the run's model runs, stop the project's other running models (each bills by the
+    hour, idle or not), unless the run keeps them."""
+    run, new_model = event["run"], event["model_arn"]
+    if run["options"].get("keep_previous_model_running"):
+        return {"stopped": [], "kept": "keep_previous_model_running is set"}
+    rekognition = client("rekognition")
+    descriptions = []
+    for page in rekognition.get_paginator("describe_project_versions").paginate(ProjectArn=event["project_arn"]):
+        descriptions += page.get("ProjectVersionDescriptions", [])
+    stopped = []
+    for arn in lifecycle.models_to_stop(descriptions, keep=new_model):
+        try:
+            rekognition.stop_project_version(ProjectVersionArn=arn)
+        except rekognition.exceptions.ResourceInUseException:
+            continue  # stopping already, or no longer running: nothing billing to stop
+        stopped.append(arn)
+    logger.info("previous models stopped", extra={"stopped": stopped, "kept": new_model})
+    return {"stopped": stopped}
 
 
 def _reason(error: dict[str, Any] | None) -> str:
@@ -152,7 +177,8 @@ def finish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         "project_version": run.get("version_name"),
         "f1": evaluation.get("f1"),
         "reason": reason,
-        "model_arn": (state.get("model") or {}).get("arn") if outcome == "succeeded" else None,
+        "model_arn": (state.get("version") or {}).get("ProjectVersionArn") if outcome == "succeeded" else None,
+        "stopped_models": (state.get("retired") or {}).get("stopped", []),
         "execution": run.get("execution"),
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

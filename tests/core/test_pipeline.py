@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from fashion_pipeline.cli import main
 from fashion_pipeline import deepfashion2
 from fashion_pipeline.deepfashion2 import parse_file
-from fashion_pipeline.labels import LabelCatalogue
+from fashion_pipeline.labels import MAX_LABEL_CHARS, LabelCatalogue
 from fashion_pipeline.manifest import ManifestAssembler, ManifestLines
 from fashion_pipeline.pipeline import convert_into
 from fashion_pipeline.records import MIN_BOX_SIDE, AnnotationError, Box, Record, clip_box
@@ -55,7 +55,7 @@ number = st.integers(min_value=0, max_value=10**12)
 @settings(max_examples=300, deadline=None)
 @given(
     uri=text, created=text, attribute=text.filter(bool), job_name=text,
-    labels=st.lists(st.text(min_size=1).filter(str.strip), min_size=1, max_size=3, unique=True),
+    labels=st.lists(st.text(min_size=1, max_size=MAX_LABEL_CHARS).filter(str.strip), min_size=1, max_size=3, unique=True),
     size=st.tuples(number, number, number),
     boxes=st.lists(st.tuples(st.integers(0, 3), number, number, number, number), max_size=6),
 )

@@ -1,7 +1,10 @@
-"""Run the synthesized training state machine in moto, end to end, offline.
+"""Run the synthesized training state machine in moto, end to end, offline, with IAM enforced.
 
 The definition comes from the CDK template (not a hand-kept copy); Lambda tasks run the
-project's real handlers in-process; Rekognition Custom Labels is the project's emulator.
+project's real handlers in-process, each as its own synthesized role; the state machine's
+SDK tasks call as the machine's role; Rekognition Custom Labels is the project's emulator,
+which reads training data and writes output as its caller. The test itself acts as an
+administrator (the operator), as the person who deploys and starts runs would.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from moto import mock_aws
 from fashion_pipeline.local.environment import emulate
 from fashion_pipeline.sample import generate
 
+MODEL_PARAMETER = "/fashion-pipeline/model"  # cdk.json's modelParameterName
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-FAST = {"poll_seconds": 0, "start_poll_seconds": 0}
+# Emulated waits take no time; the bounds keep each loop within the history budget.
+FAST = {"poll_seconds": 0, "start_poll_seconds": 0, "training_timeout_hours": 0.01, "wait_timeout_minutes": 1}
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +44,7 @@ class Harness:
         self.machine = pipeline.state_machine()
 
     def upload_and_convert(self, sample, dataset="demo", names=None):
-        """Images and a zip of annotations, converted by the real converter code."""
-        from converter.ingest import convert_object
-
+        """Images and a zip of annotations, converted by the converter function as its role."""
         names = names or sample.files
         for name in names:
             stem = name[:-5]
@@ -53,7 +56,17 @@ class Harness:
                 zf.write(sample.annotations / name, name)
         key = f"annotations/{dataset}/batch.zip"
         self.s3.put_object(Bucket=self.dataset_bucket, Key=key, Body=archive.getvalue())
-        return convert_object(self.s3, bucket=self.dataset_bucket, key=key, artifacts_bucket=self.artifacts_bucket)
+        return self.convert(key)
+
+    def convert(self, key):
+        """What S3 -> SQS -> Lambda delivers for an uploaded annotation object."""
+        notification = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": self.dataset_bucket}, "object": {"key": key}}}]}
+        record = {"messageId": uuid.uuid4().hex, "receiptHandle": "local", "body": json.dumps(notification), "attributes": {},
+                  "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
+                  "awsRegion": "us-east-1"}
+        answer = json.loads(self.pipeline.runtime.invoke(self.pipeline.function("converter.handler.handler"), json.dumps({"Records": [record]})))
+        assert answer == {"batchItemFailures": []}, answer
+        return answer
 
     def start(self, dataset="demo", **options):
         payload = {"dataset": dataset, "options": {**FAST, **options}}
@@ -79,19 +92,29 @@ class Harness:
         return json.loads(self.s3.get_object(Bucket=bucket or self.artifacts_bucket, Key=key)["Body"].read())
 
     def current_model(self):
-        name = self.pipeline.deployment.find("AWS::SSM::Parameter")
-        return json.loads(self.session.client("ssm").get_parameter(Name=name)["Parameter"]["Value"])
+        """The model pointer the workflow publishes, or None before any deployment."""
+        ssm = self.session.client("ssm")
+        try:
+            return json.loads(ssm.get_parameter(Name=MODEL_PARAMETER)["Parameter"]["Value"])
+        except ssm.exceptions.ParameterNotFound:
+            return None
 
     def calls(self, operation):
         return [params for op, params in self.pipeline.custom_labels.calls if op == operation]
 
 
+def emulated(template):
+    """The stack in moto as CloudFormation would create it, then IAM enforced for everyone."""
+    pipeline = emulate(boto3.Session(region_name="us-east-1"), template)
+    pipeline.custom_labels.reset()
+    pipeline.custom_labels.settings(dataset_ticks=1, training_ticks=2, start_ticks=1, stop_ticks=1)
+    return pipeline
+
+
 @pytest.fixture
 def harness(synthesized):
     with mock_aws(config=MOTO_CONFIG):
-        session = boto3.Session(region_name="us-east-1")
-        pipeline = emulate(session, synthesized.template_dict)
-        pipeline.custom_labels.reset()
-        pipeline.custom_labels.settings(dataset_ticks=1, training_ticks=2, start_ticks=1, stop_ticks=1)
-        yield Harness(session, pipeline)
+        pipeline = emulated(synthesized.template_dict)
+        with pipeline.enforcing():
+            yield Harness(boto3.Session(region_name="us-east-1", **pipeline.operator.client_kwargs()), pipeline)
         pipeline.custom_labels.reset()

@@ -2,9 +2,10 @@
 
 moto without Docker answers Lambda invocations with a canned echo. Here the invocation is
 dispatched to the real handler named by the function's ``Handler`` setting, with the
-function's environment, and a handler exception is returned the way Lambda returns it
-(``X-Amz-Function-Error: Unhandled`` and an ``errorType``/``errorMessage`` payload), so
-Step Functions sees the same error names as on AWS.
+function's environment and as the function's execution role (a session of the role the
+template gives it, see ``identities``), and a handler exception is returned the way Lambda
+returns it (``X-Amz-Function-Error: Unhandled`` and an ``errorType``/``errorMessage``
+payload), so Step Functions sees the same error names as on AWS.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import sys
 import threading
 import traceback
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from . import identities
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[2]
 
@@ -30,6 +34,7 @@ class LocalFunction:
     environment: dict[str, str] = field(default_factory=dict)
     memory_mb: int = 512
     timeout_seconds: int = 60
+    role_arn: str | None = None  # the execution role; None runs with whatever credentials resolve
 
     def load(self) -> Callable[[Any, Any], Any]:
         module, _, attribute = self.handler.rpartition(".")
@@ -86,11 +91,16 @@ class LocalLambdaRuntime:
         event = json.loads(body) if body else {}
         self.invocations.append((name, event))
         context = LambdaContext(name, function.memory_mb, f"arn:aws:lambda:{self.region}:{self.account}:function:{name}", function.timeout_seconds)
+        # What the Lambda runtime sets for every function (the region is what boto3 and the
+        # handlers read); credentials are not in the environment here but in the identity.
+        environment = {"AWS_REGION": self.region, "AWS_LAMBDA_FUNCTION_NAME": name, **function.environment}
+        identity = identities.assume(function.role_arn, "lambda.amazonaws.com", session_name=name) if function.role_arn else None
         with self._lock:
-            saved = {key: os.environ.get(key) for key in function.environment}
-            os.environ.update(function.environment)
+            saved = {key: os.environ.get(key) for key in environment}
+            os.environ.update(environment)
             try:
-                result = function.load()(event, context)
+                with identities.acting_as(identity) if identity else nullcontext():
+                    result = function.load()(event, context)
                 return json.dumps(result, default=str).encode()
             except Exception as exc:  # reported as Lambda reports an unhandled error
                 if response_headers is not None:

@@ -8,6 +8,7 @@ import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import authorization, identities
 from .lambda_runtime import LocalFunction, LocalLambdaRuntime
 from .template import Template
 
@@ -20,6 +21,7 @@ with zipfile.ZipFile(_PLACEHOLDER_ZIP, "w") as _zip:
 class Deployment:
     template: Template
     names: dict[str, str] = field(default_factory=dict)  # logical id -> physical name or ARN
+    roles: dict[str, str] = field(default_factory=dict)  # role logical id -> role ARN
 
     def find(self, kind: str, contains: str = "") -> str:
         """The physical name of the one resource of ``kind`` whose logical id has ``contains``."""
@@ -58,21 +60,18 @@ def provision(session: Any, template: Template, runtime: LocalLambdaRuntime, *, 
 
     sns = session.client("sns", region_name=template.region)
     for lid in template.of_type("AWS::SNS::Topic"):
-        deployment.names[lid] = sns.create_topic(Name=template.name(lid))["TopicArn"]
+        key = template.properties(lid).get("KmsMasterKeyId")
+        arn = sns.create_topic(Name=template.name(lid), Attributes={"KmsMasterKeyId": key} if key else {})["TopicArn"]
+        if key:
+            authorization.register_topic_key(arn, key)
+        deployment.names[lid] = arn
 
     sqs = session.client("sqs", region_name=template.region)
     for lid in template.of_type("AWS::SQS::Queue"):
         deployment.names[lid] = sqs.create_queue(QueueName=template.name(lid))["QueueUrl"]
 
-    # The emulated functions and machines run as these roles; IAM is not enforced locally.
-    iam = session.client("iam", region_name=template.region)
-    roles = {}
-    for service in ("lambda", "states"):
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": f"{service}.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-        try:
-            roles[service] = iam.create_role(RoleName=f"local-{service}", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
-        except iam.exceptions.EntityAlreadyExistsException:
-            roles[service] = iam.get_role(RoleName=f"local-{service}")["Role"]["Arn"]
+    # Every role of the template, with its policies: functions and machines run as them.
+    deployment.roles = identities.create_roles(template)
 
     lambda_client = session.client("lambda", region_name=template.region)
     for lid in template.of_type("AWS::Lambda::Function"):
@@ -82,9 +81,9 @@ def provision(session: Any, template: Template, runtime: LocalLambdaRuntime, *, 
             continue
         environment = (props.get("Environment") or {}).get("Variables", {})
         runtime.add(LocalFunction(name, props["Handler"], {k: str(v) for k, v in environment.items()},
-                                  props.get("MemorySize", 128), props.get("Timeout", 3)))
+                                  props.get("MemorySize", 128), props.get("Timeout", 3), props["Role"]))
         lambda_client.create_function(
-            FunctionName=name, Runtime="python3.12", Role=roles["lambda"],
+            FunctionName=name, Runtime="python3.12", Role=props["Role"],
             Handler=props["Handler"], Code={"ZipFile": _PLACEHOLDER_ZIP.getvalue()},
         )
         deployment.names[lid] = name
@@ -96,6 +95,6 @@ def provision(session: Any, template: Template, runtime: LocalLambdaRuntime, *, 
         if isinstance(definition, dict):
             definition = json.dumps(definition)
         deployment.names[lid] = sfn.create_state_machine(
-            name=template.name(lid), definition=definition, roleArn=roles["states"],
+            name=template.name(lid), definition=definition, roleArn=props["RoleArn"],
         )["stateMachineArn"]
     return deployment

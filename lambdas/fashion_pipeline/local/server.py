@@ -30,7 +30,8 @@ from .template import ACCOUNT, Template
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 STACK_NAME = "FashionPipeline"
-LOCAL_TRAINING = {"poll_seconds": 1, "start_poll_seconds": 1}  # emulated training takes seconds
+# Emulated training takes seconds; the bounds keep every loop within the history budget.
+LOCAL_TRAINING = {"poll_seconds": 1, "start_poll_seconds": 1, "training_timeout_hours": 0.1, "wait_timeout_minutes": 2}
 REQUESTS_QUEUE = "local-training-requests"
 
 

@@ -1,9 +1,12 @@
 """Bring moto's Step Functions interpreter in line with AWS where this project depends on it.
 
-AWS resolves a definite JSONPath such as ``$.Items[0].Status`` to the value itself; moto 5
-returns it wrapped in a one-element list whenever the path goes through an array index.
-This patch makes definite paths (no wildcard, slice, filter or recursive descent) resolve
-to their single match, as on AWS; every other path keeps moto's behaviour.
+* AWS resolves a definite JSONPath such as ``$.Items[0].Status`` to the value itself; moto 5
+  returns it wrapped in a one-element list whenever the path goes through an array index.
+  Definite paths (no wildcard, slice, filter or recursive descent) resolve to their single
+  match here, as on AWS; every other path keeps moto's behaviour.
+* moto's tasks call services with the fixed keys "ak"/"sk", which IAM enforcement refuses. On
+  AWS a task calls with the execution's role (the state machine's ``RoleArn``, or the task's
+  ``Credentials``), so here every task's client signs as a session of that role.
 """
 
 from __future__ import annotations
@@ -38,7 +41,47 @@ def install() -> None:
         if getattr(module, "__name__", "").startswith("moto.stepfunctions") and getattr(module, "extract_json", None) is original:
             module.extract_json = extract_json  # type: ignore[attr-defined]
     json_path.extract_json = extract_json  # type: ignore[assignment]
+    _sign_tasks_with_the_execution_role()
     # The interpreter logs an ERROR for every IsPresent test of an absent path, which is a
     # normal outcome of a Choice state, not a failure.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
     _installed = True
+
+
+def _sign_tasks_with_the_execution_role() -> None:
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    from . import identities
+
+    original = boto_client.boto_client_for
+
+    def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
+        client = original(region=region, service=service, state_credentials=state_credentials)
+        role_arn = getattr(state_credentials, "role_arn", None)
+        if not role_arn:
+            return client
+        identity = identities.assume(role_arn, "states.amazonaws.com", session_name="states", source_arn=_machine_of(role_arn, region))
+        import boto3
+
+        return boto3.client(
+            service_name=service, region_name=region, endpoint_url=client.meta.endpoint_url, config=client.meta.config,
+            **identity.client_kwargs(),
+        )
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("moto.stepfunctions") and getattr(module, "boto_client_for", None) is original:
+            module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
+    boto_client.boto_client_for = boto_client_for  # type: ignore[assignment]
+
+
+def _machine_of(role_arn: str, region: str) -> str | None:
+    """The state machine that runs as ``role_arn`` (Step Functions names it when assuming the role)."""
+    from moto.stepfunctions.models import stepfunctions_backends
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    account = role_arn.split(":")[4]
+    for backends in (stepfunctions_parser_backends, stepfunctions_backends):  # the interpreter's, then the plain one
+        for machine in backends[account][region].state_machines:
+            if machine.roleArn == role_arn:
+                return machine.arn
+    return None
