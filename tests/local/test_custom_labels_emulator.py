@@ -171,8 +171,15 @@ def test_full_lifecycle_with_honest_evaluation_and_memorised_detections(aws, emu
     with pytest.raises(ClientError) as excinfo:
         rek.delete_project(ProjectArn=project)
     assert error_code(excinfo) == "ResourceInUseException"
+    # Deleting is asynchronous: a model being deleted still holds its project.
     assert rek.delete_project_version(ProjectVersionArn=version)["Status"] == "DELETING"
+    with pytest.raises(ClientError) as excinfo:
+        rek.delete_project(ProjectArn=project)
+    assert error_code(excinfo) == "ResourceInUseException"
+    assert [d["Status"] for d in rek.describe_project_versions(ProjectArn=project)["ProjectVersionDescriptions"]] == ["DELETING"]
+    assert rek.describe_project_versions(ProjectArn=project)["ProjectVersionDescriptions"] == []
     assert rek.delete_project(ProjectArn=project)["Status"] == "DELETING"
+    assert [d["Status"] for d in rek.describe_projects()["ProjectDescriptions"]] == ["DELETING"]
     assert rek.describe_projects()["ProjectDescriptions"] == []
     assert [op for op, _ in emulator.calls][:3] == ["CreateProject", "CreateDataset", "CreateDataset"]
 
@@ -190,7 +197,8 @@ def test_unwritable_output_fails_the_training(aws):
     project, _ = make_model(rek, output={"S3Bucket": "no-such-bucket", "S3KeyPrefix": "out"})
     described, _ = wait(describe_version(rek, project), [], {"TRAINING_COMPLETED", "TRAINING_FAILED"})
     assert described["Status"] == "TRAINING_FAILED"
-    assert "s3://no-such-bucket/out/EvaluationSummary-clothes-v1.json could not be written" in described["StatusMessage"]
+    assert described["StatusMessage"].startswith("ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET: Unable to write to output S3 bucket")
+    assert "s3://no-such-bucket/out/EvaluationSummary-clothes-v1.json" in described["StatusMessage"]
 
 
 def test_detect_checks_the_image(aws):
@@ -227,8 +235,11 @@ def test_lifecycle_errors(aws):
     assert error_code(excinfo) == "ResourceAlreadyExistsException"
 
     with pytest.raises(ClientError) as excinfo:
-        rek.describe_dataset(DatasetArn=project + "/dataset/test/1")
+        rek.describe_dataset(DatasetArn=project.rsplit("/", 1)[0] + "/dataset/test/1")
     assert error_code(excinfo) == "ResourceNotFoundException"
+    with pytest.raises(ClientError) as excinfo:  # not an ARN of a dataset at all: the model's pattern refuses it
+        rek.describe_dataset(DatasetArn=project + "/dataset/test/1")
+    assert error_code(excinfo) == "InvalidParameterException" and "DatasetArn" in excinfo.value.response["Error"]["Message"]
 
 
 def test_in_progress_dataset_blocks_training_and_deletion(aws, emulator):
@@ -245,7 +256,16 @@ def test_in_progress_dataset_blocks_training_and_deletion(aws, emulator):
     _, seen = wait(lambda: rek.describe_dataset(DatasetArn=arns[0]), ["DatasetDescription"], {"CREATE_COMPLETE"})
     assert seen == ["CREATE_IN_PROGRESS"] * 3 + ["CREATE_COMPLETE"]
     rek.delete_dataset(DatasetArn=arns[0])
+    # Deleting is asynchronous: the dataset keeps its place until it is gone.
+    datasets = rek.describe_projects()["ProjectDescriptions"][0]["Datasets"]
+    assert [(d["DatasetType"], d["Status"]) for d in datasets] == [("TRAIN", "DELETE_IN_PROGRESS"), ("TEST", "CREATE_IN_PROGRESS")]
+    with pytest.raises(ClientError) as excinfo:
+        rek.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource=source("train.manifest"))
+    assert error_code(excinfo) == "ResourceAlreadyExistsException" and "being deleted" in excinfo.value.response["Error"]["Message"]
     assert [d["DatasetType"] for d in rek.describe_projects()["ProjectDescriptions"][0]["Datasets"]] == ["TEST"]
+    with pytest.raises(ClientError) as excinfo:
+        rek.describe_dataset(DatasetArn=arns[0])
+    assert error_code(excinfo) == "ResourceNotFoundException"
 
 
 def test_bad_manifests_fail_the_dataset_with_a_message(aws):
@@ -401,10 +421,12 @@ def test_through_a_threaded_moto_server(emulator):
         wait(describe_version(rek, project), [], {"RUNNING"})
         labels = rek.detect_custom_labels(ProjectVersionArn=version, Image={"Bytes": IMG_B})["CustomLabels"]
         assert [x["Name"] for x in labels] == ["shorts"]
-        emulator.inject_error("DetectCustomLabels", "ServiceUnavailableException")
+        emulator.inject_error("DetectCustomLabels", "InternalServerError")
         with pytest.raises(ClientError) as excinfo:
             rek.detect_custom_labels(ProjectVersionArn=version, Image={"Bytes": IMG_B})
-        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        with pytest.raises(ValueError, match="not an error of Rekognition's DetectCustomLabels"):
+            emulator.inject_error("DetectCustomLabels", "ServiceUnavailableException")  # no such error in the model
     finally:
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
         server.stop()

@@ -165,6 +165,7 @@ _RULES: dict[tuple[str, str], Callable[[Call], list[Check]]] = {
     ("sns", "Publish"): _simple(_topic),
     ("events", "PutEvents"): _events,
     ("cloudformation", "DescribeStacks"): _simple(_stack),
+    ("sqs", "GetQueueUrl"): _simple(lambda call: _arn(call, "sqs", _first(call, "QueueName"))),
     **{("rekognition", op): _simple(lambda call: _first(call, "ProjectArn")) for op in (
         "CreateDataset", "CreateProjectVersion", "DescribeProjectVersions", "DeleteProject")},
     **{("rekognition", op): _simple(lambda call: _first(call, "DatasetArn")) for op in (
@@ -270,15 +271,26 @@ def caller_of(headers: Any, account: str, region: str) -> Caller | None:
     return Caller(access_key.arn, account, _policy_documents(access_key))
 
 
+def s3_denial(caller: Caller | None, action: str, bucket: str, key: str) -> str | None:
+    """Why ``caller`` may not do ``action`` on ``s3://bucket/key`` (a service acting with the
+    caller's permissions asks this), or None when allowed or while enforcement is off."""
+    if caller is None:
+        return None
+    return caller.denial(Check(action, f"arn:aws:s3:::{bucket}/{key}"), _bucket_policy_of(caller.account, bucket))
+
+
 # -- moto ------------------------------------------------------------------------------------------
 def _bucket_policy(call: Call) -> Any:
     if call.service != "s3" or not call.resource.startswith("arn:aws:s3:::"):
         return None
+    return _bucket_policy_of(call.account, call.resource[len("arn:aws:s3:::"):].split("/", 1)[0])
+
+
+def _bucket_policy_of(account: str, bucket: str) -> Any:
     from moto.s3.models import s3_backends
 
-    bucket = call.resource[len("arn:aws:s3:::"):].split("/", 1)[0]
     try:
-        found = s3_backends[call.account]["aws"].get_bucket(bucket)
+        found = s3_backends[account]["aws"].get_bucket(bucket)
     except Exception:  # noqa: BLE001 - no such bucket: S3 answers that after authorization
         return None
     return found.policy.decode() if isinstance(found.policy, bytes) else found.policy
@@ -315,7 +327,8 @@ def _check_action_permitted(self: Any, resource: str) -> None:
 
 def _denied(service: str, message: str, request: Any) -> Exception:
     """AccessDenied as each service spells it."""
-    from moto.core.exceptions import JsonRESTError, RESTError
+    from moto.core.exceptions import JsonRESTError
+    from moto.core.exceptions import _RESTError as RESTError  # moto's XML error; it has no public name
 
     if service == "s3":
         from moto.s3.exceptions import S3ClientError
@@ -342,6 +355,21 @@ def install() -> None:
     from moto.iam.access_control import IAMRequestBase
 
     IAMRequestBase.check_action_permitted = _check_action_permitted  # type: ignore[method-assign]
+    create_aws_request = IAMRequestBase._create_aws_request
+
+    def request_as_signed(self: Any) -> Any:
+        # moto rebuilds the signed request from ``body or data``: for a bodiless GET it hashes
+        # the parsed query parameters as if they were the payload (Lambda's ListFunctions in
+        # moto's server), so the signature never matches. The signed payload is the raw body.
+        if not self._body and self._method in ("GET", "HEAD", "DELETE"):
+            saved, self._data = self._data, b""
+            try:
+                return create_aws_request(self)
+            finally:
+                self._data = saved
+        return create_aws_request(self)
+
+    IAMRequestBase._create_aws_request = request_as_signed  # type: ignore[method-assign]
     _installed = True
 
 

@@ -7,18 +7,32 @@ Functions interpreter (whose aws-sdk tasks are boto3 calls) can run the whole li
 
 What it does:
 
+* refuses what the service refuses: every request is checked against botocore's Rekognition
+  model (required members, types, enums, lengths, patterns of names, ARNs and tags; see
+  ``service_model``) and answered InvalidParameterException; every error it raises is one the
+  model lists for that operation (``inject_error`` refuses any other name);
+* acts with the caller's permissions, as the current API does ("Set up SDK permissions",
+  Custom Labels developer guide): when IAM is enforced (``authorization``), CreateDataset reads
+  the manifest and every image as its caller, and training writes its output as the caller of
+  CreateProjectVersion. A denial fails the dataset or the training with the service's terminal
+  error (ERROR_INVALID_PERMISSIONS_MANIFEST_S3_BUCKET, ERROR_INVALID_PERMISSIONS_IMAGES_S3_BUCKET,
+  ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET) followed by the AccessDenied message naming the action;
 * keeps projects, datasets and model versions per account and region on moto's Rekognition
   backend, so moto's reset (``mock_aws`` start/stop) clears them;
 * reads a dataset's manifest and every image it names from moto S3 when the dataset is
   created; a line is an error entry unless it is JSON with an ``s3://`` ``source-ref`` whose
-  image is a readable JPEG/PNG within Custom Labels' limits, and one or more ``*-metadata``
-  attributes of type ``groundtruth/object-detection`` (``image_size`` one element matching
-  the image, one ``objects`` item per box, every ``class_id`` a key of ``class-map``, boxes
-  inside the image) or ``groundtruth/image-classification`` (a ``class-name``). A bad box
-  makes the whole line an error entry (the service may drop just the box);
-* moves asynchronous statuses (dataset creation, training, start, stop) on Describe calls,
-  never on wall-clock time: with N ticks, N Describe calls still see the in-progress status
-  and the next one sees the outcome;
+  image decodes (a truncated JPEG or PNG does not) within Custom Labels' limits, and one or more
+  ``*-metadata`` attributes of type ``groundtruth/object-detection`` (``image_size`` one element
+  matching the image, one ``objects`` item per box, every ``class_id`` a key of ``class-map``,
+  boxes inside the image) or ``groundtruth/image-classification`` (a ``class-name``). A bad box
+  makes the whole line an error entry (the service may drop just the box); images in more than
+  one bucket fail the dataset (ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS);
+* moves asynchronous statuses (dataset creation and deletion, training, start, stop, model and
+  project deletion) on Describe calls, never on wall-clock time: with N ticks, N Describe calls
+  still see the in-progress status and the next one sees the outcome (a dataset's creation
+  moves on DescribeDataset, its deletion on DescribeDataset or DescribeProjects). A dataset being deleted
+  keeps its place in the project (CreateDataset of its type: ResourceAlreadyExistsException)
+  until it is gone;
 * "trains" a memoriser: the model records the sha256 of every training image and its labels.
   DetectCustomLabels returns exactly those labels for a byte-identical image (boxes as ratios
   of the image size, Confidence 99.0) and nothing for any other image;
@@ -26,14 +40,21 @@ What it does:
   the same label greedily at IoU >= 0.5; per label TP/FP/FN give precision, recall and F1
   (0/0 counts as 0), the aggregate is micro-averaged and every label's Threshold is 0.5. So a
   model tested on images it never saw scores F1 0. The training results summary file
-  (``EvaluationSummary-{project}-{version}.json``) goes to the output location in S3.
+  (``EvaluationSummary-{project}-{version}.json``) goes to the output location in S3;
+* fault modes for tests of every failure path: ``inject_error`` (throttling, internal errors),
+  ``fail_next_dataset``, ``fail_next_training``, and ``strip`` (a Describe answer without some
+  of its optional members, as the model allows).
 
 What it does not do: learn or generalise; report AveragePrecision, AverageRecall or a
 confusion matrix; write manifest snapshots or validation manifests; enforce service quotas or
-the "too many invalid rows" ratio; emulate UpdateDatasetEntries, ListDatasetEntries, tagging,
-copying models, project policies, training from ``TrainingData``/``TestingData`` manifests (the
-older API; datasets are required) or content moderation.
-Status messages are plausible English, not the service's exact text.
+the "too many invalid rows" ratio; emulate UpdateDatasetEntries, ListDatasetEntries, tagging
+calls (tags on create are checked and kept), copying models, project policies, training from
+``TrainingData``/``TestingData`` manifests (the older API; datasets are required) or content
+moderation. Which of the S3 actions the guide lists Custom Labels really checks is not
+documented; the emulator requires s3:GetObject on the manifest and each image and s3:PutObject
+on the output, the ones the API reference names. Whether a STARTING model can be stopped is
+not documented either; the emulator refuses it (ResourceInUseException), the stricter reading.
+Status messages are plausible English after the service's error codes, not its exact text.
 """
 
 from __future__ import annotations
@@ -41,6 +62,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import json
 import threading
 import time
@@ -55,6 +77,7 @@ from moto.s3.exceptions import S3ClientError
 from moto.s3.models import s3_backends
 
 from ..images import MAX_FILE_BYTES, ImageError, check_rules, probe_bytes
+from . import authorization, service_model
 
 CONFIDENCE = 99.0  # percent; the memoriser is sure of what it has seen, but never claims 100
 THRESHOLD = 0.5  # the per-label "Threshold" written to the summary (0-1, as in the real file)
@@ -66,16 +89,22 @@ OPERATIONS = (
     "CreateProjectVersion", "DescribeProjectVersions", "DeleteProjectVersion",
     "StartProjectVersion", "StopProjectVersion", "DetectCustomLabels",
 )  # fmt: skip
-_HTTP_STATUS = {"InternalServerError": 500, "ServiceUnavailableException": 503}
+_HTTP_STATUS = {"InternalServerError": 500}
 _DETECTION, _CLASSIFICATION = "groundtruth/object-detection", "groundtruth/image-classification"
 
 
 class ServiceError(JsonRESTError):
     """An API error as boto3 sees it: ClientError with this code and HTTP status."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
         super().__init__(code, message)
-        self.code = status
+        self.code = status or _HTTP_STATUS.get(code, 400)
+
+
+def _modelled(operation: str, code: str) -> None:
+    if code not in service_model.modelled_errors("rekognition", operation):
+        raise ValueError(f"{code} is not an error of Rekognition's {operation} (botocore's model lists "
+                         f"{', '.join(sorted(service_model.modelled_errors('rekognition', operation)))})")
 
 
 @dataclass
@@ -84,6 +113,7 @@ class Settings:
     training_ticks: int = 2
     start_ticks: int = 1
     stop_ticks: int = 1
+    delete_ticks: int = 1
 
 
 @dataclass(frozen=True)
@@ -117,6 +147,9 @@ class Project:
     created: float
     feature: str
     datasets: dict[str, str] = field(default_factory=dict)  # TRAIN/TEST -> dataset ARN
+    tags: dict[str, str] = field(default_factory=dict)
+    status: str = "CREATED"
+    ticks: int = 0
 
 
 @dataclass
@@ -144,6 +177,8 @@ class Version:
     inputs: tuple[list[dict[str, Any]], list[dict[str, Any]]]  # manifest assets of train, test
     failure: str | None
     ticks: int
+    caller: Any = None  # who called CreateProjectVersion: training output is written as them
+    tags: dict[str, str] = field(default_factory=dict)
     status: str = "TRAINING_IN_PROGRESS"
     message: str = "The model is being trained."
     ended: float | None = None
@@ -170,14 +205,16 @@ class Controller:
         """Default settings, no pending faults, empty call log (moto resets the resources)."""
         with self._lock:
             self._settings = Settings()
-            self._faults: dict[str, list[tuple[str, str, int]]] = {}
+            self._faults: dict[str, list[tuple[str, str, int | None]]] = {}
+            self._strips: dict[str, list[tuple[str, ...]]] = {}
             self._fail_training: str | None = None
             self._fail_dataset: str | None = None
             self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def settings(self, **changes: int) -> Settings:
         """Change tick counts (``dataset_ticks``, ``training_ticks``, ``start_ticks``,
-        ``stop_ticks``); returns the settings now in force. Affects resources created later."""
+        ``stop_ticks``, ``delete_ticks``); returns the settings now in force. Affects resources
+        created (or deleted) later."""
         with self._lock:
             for name, value in changes.items():
                 if name not in Settings.__dataclass_fields__ or not isinstance(value, int) or value < 0:
@@ -186,13 +223,23 @@ class Controller:
             return Settings(**asdict(self._settings))
 
     def inject_error(self, operation: str, code: str, message: str = "Error injected by the Custom Labels emulator", times: int = 1, status: int | None = None) -> None:
-        """The next ``times`` calls of ``operation`` fail with ``code`` (HTTP 400, or 500 for
-        InternalServerError and 503 for ServiceUnavailableException unless ``status`` is given)."""
+        """The next ``times`` calls of ``operation`` fail with ``code``, an error botocore's model
+        lists for the operation (HTTP 400, or 500 for InternalServerError, unless ``status``)."""
+        if operation not in OPERATIONS:
+            raise ValueError(f"{operation!r} is not an emulated operation: {OPERATIONS}")
+        _modelled(operation, code)
+        with self._lock:
+            self._faults.setdefault(operation, []).extend([(code, message, status)] * times)
+
+    def strip(self, operation: str, *paths: str, times: int = 1) -> None:
+        """The next ``times`` answers of ``operation`` lack these members, which botocore's model
+        marks optional: dotted paths into the answer, ``[]`` for every item of a list, and a list
+        itself emptied when the path ends in it (``"ProjectVersionDescriptions"``), e.g.
+        ``strip("DescribeDataset", "DatasetDescription.StatusMessage")``."""
         if operation not in OPERATIONS:
             raise ValueError(f"{operation!r} is not an emulated operation: {OPERATIONS}")
         with self._lock:
-            fault = (code, message, status or _HTTP_STATUS.get(code, 400))
-            self._faults.setdefault(operation, []).extend([fault] * times)
+            self._strips.setdefault(operation, []).extend([paths] * times)
 
     def fail_next_training(self, message: str) -> None:
         """The next project version created ends TRAINING_FAILED with this StatusMessage."""
@@ -204,17 +251,70 @@ class Controller:
         with self._lock:
             self._fail_dataset = message
 
-    def handle(self, operation: str, params: dict[str, Any], backend: Any) -> str:
+    def handle(self, operation: str, params: dict[str, Any], backend: Any, caller: Any = None) -> str:
         with self._lock:
             self.calls.append((operation, params))
+            violations = service_model.validate_request("rekognition", operation, _decoded(params))
+            violations += _tag_violations(params.get("Tags"))
+            if violations:
+                raise ServiceError("InvalidParameterException", "; ".join(violations))
             faults = self._faults.get(operation)
             if faults:
                 raise ServiceError(*faults.pop(0))
             store = backend.__dict__.get("_custom_labels")
             if store is None:  # lives on the backend so that moto's reset discards it
                 store = backend._custom_labels = Store()
-            service = _Service(self, backend, store)
-            return json.dumps(_drop_none(getattr(service, camelcase_to_underscores(operation))(params)))
+            service = _Service(self, backend, store, caller)
+            try:
+                answer = _drop_none(getattr(service, camelcase_to_underscores(operation))(params))
+            except ServiceError as exc:
+                _modelled(operation, exc.error_type)  # the emulator itself must speak only modelled errors
+                raise
+            strips = self._strips.get(operation)
+            if strips:
+                for path in strips.pop(0):
+                    _remove(answer, path.split("."))
+            return json.dumps(answer)
+
+
+def _decoded(params: dict[str, Any]) -> dict[str, Any]:
+    """The request as the model describes it: blobs are bytes, not the wire's base64. An image
+    over the Bytes limit is the operation's ImageTooLargeException (API reference), not a
+    parameter error, so it is left to the operation."""
+    image = params.get("Image")
+    if not (isinstance(image, dict) and isinstance(image.get("Bytes"), str)):
+        return params
+    try:
+        data = base64.b64decode(image["Bytes"], validate=True)
+    except binascii.Error:
+        return params  # the operation says it is not base64
+    return {**params, "Image": {**image, "Bytes": data[:MAX_REQUEST_IMAGE_BYTES]}}
+
+
+def _tag_violations(tags: Any) -> list[str]:
+    # The model's TagKey pattern, ^(?!aws:)[\p{L}\p{Z}\p{N}_.:/=+\-@]*$, is Java regex that Python
+    # cannot compile (service_model skips it); its reserved-prefix half is checked here.
+    if not isinstance(tags, dict):
+        return []
+    return [f"Tags: the key {key!r} uses the reserved prefix 'aws:'" for key in tags if str(key).lower().startswith("aws:")]
+
+
+def _remove(answer: Any, path: list[str]) -> None:
+    if not path or not isinstance(answer, dict):
+        return
+    head, rest = path[0], path[1:]
+    items = head.endswith("[]")
+    key = head[:-2] if items else head
+    if key not in answer:
+        return
+    if not rest:
+        if isinstance(answer[key], list) and not items:
+            answer[key] = []  # an empty list: the resource is not listed (yet)
+        else:
+            del answer[key]
+        return
+    for child in (answer[key] if items else [answer[key]]):
+        _remove(child, rest)
 
 
 def _drop_none(value: Any) -> Any:
@@ -297,8 +397,8 @@ def _memory(entries: list[Entry]) -> dict[str, Entry]:
 class _Service:
     """One request's view of the emulator: the operations, against one backend's store."""
 
-    def __init__(self, controller: Controller, backend: Any, store: Store) -> None:
-        self.ctl, self.backend, self.store = controller, backend, store
+    def __init__(self, controller: Controller, backend: Any, store: Store, caller: Any = None) -> None:
+        self.ctl, self.backend, self.store, self.caller = controller, backend, store, caller
         self.settings = controller._settings
         self.s3 = s3_backends[backend.account_id][backend.partition]
 
@@ -308,7 +408,12 @@ class _Service:
             raise ServiceError("ResourceNotFoundException", f"The {what} {arn} was not found.")
         return table[arn]
 
-    def _read(self, bucket: Any, key: Any, version: Any = None) -> bytes | None:
+    def _read(self, bucket: Any, key: Any, version: Any = None, caller: Any = None) -> bytes | None:
+        """The object's bytes, or None when it does not exist; raises _Denied when the caller
+        (this request's, unless given) may not read it."""
+        denial = authorization.s3_denial(caller or self.caller, "s3:GetObject", str(bucket), str(key))
+        if denial:
+            raise _Denied(denial)
         try:
             obj = self.s3.get_object(str(bucket), str(key), version_id=version)
         except S3ClientError:
@@ -319,21 +424,24 @@ class _Service:
         """One manifest line -> Entry; ValueError says why the line is an error entry."""
         doc = json.loads(line)
         if not isinstance(doc, dict):
-            raise ValueError("not a JSON object")
+            raise ValueError("ERROR_INVALID_JSON_LINE: not a JSON object")
         ref = doc.get("source-ref")
+        if ref is None:
+            raise ValueError("ERROR_MISSING_SOURCE_REF: the source-ref key is missing")
         if not isinstance(ref, str) or not ref.startswith("s3://") or "/" not in ref[5:]:
-            raise ValueError(f"source-ref {ref!r} is not an s3://bucket/key URI")
+            raise ValueError(f"ERROR_INVALID_SOURCE_REF_FORMAT: source-ref {ref!r} is not an s3://bucket/key URI")
         data = self._read(*ref[5:].split("/", 1))
         if data is None:
-            raise ValueError(f"image {ref} not found")
+            raise ValueError(f"ERROR_INVALID_IMAGE: image {ref} not found")
         try:
             info = probe_bytes(data)
             check_rules(info, len(data))
+            decode(data)
         except ImageError as exc:
-            raise ValueError(f"image {ref}: {exc.detail}") from None
+            raise ValueError(f"ERROR_INVALID_IMAGE: image {ref}: {exc.detail}") from None
         attributes = [key[: -len("-metadata")] for key in doc if key.endswith("-metadata")]
         if not attributes:
-            raise ValueError("no label attribute (*-metadata)")
+            raise ValueError("ERROR_NO_LABEL_ATTRIBUTES: no label attribute (*-metadata)")
         labels: list[Label] = []
         for attribute in attributes:
             meta, value = doc[attribute + "-metadata"], doc.get(attribute)
@@ -343,7 +451,7 @@ class _Service:
             elif kind == _DETECTION and isinstance(value, dict):
                 labels.extend(self._boxes(attribute, value, meta, info.width, info.height))
             else:
-                raise ValueError(f"{attribute}-metadata: type {kind!r} unsupported or incomplete")
+                raise ValueError(f"ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT: {attribute}-metadata: type {kind!r} unsupported or incomplete")
         return Entry(ref, hashlib.sha256(data).hexdigest(), tuple(labels))
 
     @staticmethod
@@ -373,8 +481,12 @@ class _Service:
     def _manifest(self, s3obj: Any) -> Manifest:
         s3obj = s3obj if isinstance(s3obj, dict) else {}
         uri = f"s3://{s3obj.get('Bucket')}/{s3obj.get('Name')}"
-        raw = self._read(s3obj.get("Bucket"), s3obj.get("Name"), s3obj.get("Version"))
         result = Manifest()
+        try:
+            raw = self._read(s3obj.get("Bucket"), s3obj.get("Name"), s3obj.get("Version"))
+        except _Denied as denied:
+            result.failure = f"ERROR_INVALID_PERMISSIONS_MANIFEST_S3_BUCKET: The S3 bucket permissions are incorrect. {denied}"
+            return result
         try:
             lines = raw.decode("utf-8").splitlines() if raw is not None else None
         except UnicodeDecodeError:
@@ -382,16 +494,25 @@ class _Service:
         if lines is None:
             result.failure = f"ERROR_MANIFEST_INACCESSIBLE_OR_UNSUPPORTED_FORMAT: the manifest {uri} could not be read."
             return result
+        buckets = set()
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             result.total += 1
             try:
-                result.entries.append(self._entry(line))
+                entry = self._entry(line)
+            except _Denied as denied:
+                result.failure = f"ERROR_INVALID_PERMISSIONS_IMAGES_S3_BUCKET: The permissions for the images S3 bucket are invalid. {denied}"
+                return result
             except ValueError as exc:  # json.JSONDecodeError is a ValueError too
                 result.errors += 1
                 result.problems.append(f"line {number}: {exc}")
-        if not result.entries:
+                continue
+            result.entries.append(entry)
+            buckets.add(entry.source_ref[5:].split("/", 1)[0])
+        if len(buckets) > 1:
+            result.failure = f"ERROR_IMAGES_IN_MULTIPLE_S3_BUCKETS: the manifest {uri} names images in {len(buckets)} buckets: {sorted(buckets)}."
+        elif not result.entries:
             first = f" First problem: {result.problems[0]}." if result.problems else ""
             result.failure = f"ERROR_TOO_MANY_INVALID_ROWS_IN_MANIFEST: no valid line in {uri} ({result.total} lines).{first}"
         return result
@@ -400,12 +521,14 @@ class _Service:
         b = self.backend
         return f"arn:{b.partition}:rekognition:{b.region_name}:{b.account_id}:project/{name}"
 
-    def _tick(self, resource: Dataset | Version) -> None:
+    def _tick(self, resource: Dataset | Version | Project) -> None:
         # Called on Describe: the outcome is revealed once the in-progress ticks are used up.
-        if resource.status not in ("CREATE_IN_PROGRESS", "TRAINING_IN_PROGRESS", "STARTING", "STOPPING"):
+        if resource.status not in ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS", "TRAINING_IN_PROGRESS", "STARTING", "STOPPING", "DELETING"):
             return
         if resource.ticks > 0:
             resource.ticks -= 1
+        elif resource.status in ("DELETE_IN_PROGRESS", "DELETING"):
+            self._forget(resource)
         elif isinstance(resource, Dataset):
             resource.status = "CREATE_FAILED" if resource.result.failure else "CREATE_COMPLETE"
             resource.updated = time.time()
@@ -415,6 +538,18 @@ class _Service:
             resource.status, resource.message = "RUNNING", "The model is running."
         elif resource.status == "STOPPING":
             resource.status, resource.message = "STOPPED", "The model is stopped."
+
+    def _forget(self, resource: Dataset | Version | Project) -> None:
+        """An asynchronous deletion is over: the resource is gone (and frees its place)."""
+        if isinstance(resource, Dataset):
+            self.store.datasets.pop(resource.arn, None)
+            project = self.store.projects.get(resource.project_arn)
+            if project is not None and project.datasets.get(resource.kind) == resource.arn:
+                del project.datasets[resource.kind]
+        elif isinstance(resource, Version):
+            self.store.versions.pop(resource.arn, None)
+        else:
+            self.store.projects.pop(resource.arn, None)
 
     def _finish_training(self, version: Version) -> None:
         version.ended = time.time()
@@ -435,11 +570,15 @@ class _Service:
             bucket, prefix = version.output.get("S3Bucket"), version.output.get("S3KeyPrefix") or ""
             key = (prefix if not prefix or prefix.endswith("/") else prefix + "/")
             key += f"EvaluationSummary-{version.project.name}-{version.name}.json"
-            try:
-                self.s3.put_object(str(bucket), key, json.dumps(summary, indent=2).encode())
-                version.evaluation = {"F1Score": report["aggregate"]["F1Score"], "Summary": {"S3Object": {"Bucket": bucket, "Name": key}}}
-            except S3ClientError as exc:
-                version.failure = f"The output location s3://{bucket}/{key} could not be written: {exc}"
+            denial = authorization.s3_denial(version.caller, "s3:PutObject", str(bucket), key)
+            if denial:
+                version.failure = f"ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET: Unable to write to output S3 bucket. {denial}"
+            else:
+                try:
+                    self.s3.put_object(str(bucket), key, json.dumps(summary, indent=2).encode())
+                    version.evaluation = {"F1Score": report["aggregate"]["F1Score"], "Summary": {"S3Object": {"Bucket": bucket, "Name": key}}}
+                except S3ClientError as exc:
+                    version.failure = f"ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET: Unable to write to output S3 bucket s3://{bucket}/{key}: {exc}"
         if version.failure is not None:
             version.status, version.message = "TRAINING_FAILED", version.failure
         else:
@@ -453,7 +592,7 @@ class _Service:
         if any(project.name == name for project in self.store.projects.values()):
             raise ServiceError("ResourceInUseException", f"A project named {name} already exists.")
         now = time.time()
-        project = Project(f"{self._prefix(name)}/{int(now * 1000)}", name, now, feature)
+        project = Project(f"{self._prefix(name)}/{int(now * 1000)}", name, now, feature, tags=dict(p.get("Tags") or {}))
         self.store.projects[project.arn] = project
         return {"ProjectArn": project.arn}
 
@@ -463,12 +602,18 @@ class _Service:
             x for x in sorted(self.store.projects.values(), key=lambda x: -x.created)
             if (not names or x.name in names) and (not features or x.feature in features)
         ]
+        for project in projects:  # deletions move on here (creation moves on DescribeDataset)
+            self._tick(project)
+            for arn in list(project.datasets.values()):
+                if arn in self.store.datasets and self.store.datasets[arn].status == "DELETE_IN_PROGRESS":
+                    self._tick(self.store.datasets[arn])
+        projects = [x for x in projects if x.arn in self.store.projects]
         page, token = _page(projects, p)
         described = []
         for project in page:
             datasets = [self.store.datasets[arn] for arn in project.datasets.values()]
             described.append({
-                "ProjectArn": project.arn, "CreationTimestamp": project.created, "Status": "CREATED",
+                "ProjectArn": project.arn, "CreationTimestamp": project.created, "Status": project.status,
                 "Feature": project.feature,
                 "Datasets": [{"CreationTimestamp": d.created, "DatasetType": d.kind, "DatasetArn": d.arn, **self._status(d)} for d in datasets],
             })  # fmt: skip
@@ -482,17 +627,18 @@ class _Service:
             raise ServiceError("ResourceInUseException", "Delete the project's models before the project.")
         for arn in project.datasets.values():
             self.store.datasets.pop(arn, None)
-        del self.store.projects[project.arn]
+        project.datasets.clear()
+        project.status, project.ticks = "DELETING", self.settings.delete_ticks
         return {"Status": "DELETING"}
 
     # -- datasets -----------------------------------------------------------------------
     def create_dataset(self, p: dict[str, Any]) -> dict[str, Any]:
-        project = self._get(self.store.projects, p.get("ProjectArn"), "project")
+        project = self._project(p)
         kind, source = p.get("DatasetType"), p.get("DatasetSource") or {}
-        if kind not in ("TRAIN", "TEST"):
-            raise ServiceError("InvalidParameterException", f"DatasetType must be TRAIN or TEST, not {kind!r}.")
         if kind in project.datasets:
-            raise ServiceError("ResourceAlreadyExistsException", f"The project already has a {kind} dataset.")
+            existing = self.store.datasets.get(project.datasets[kind])
+            what = "is still being deleted" if existing is not None and existing.status == "DELETE_IN_PROGRESS" else "exists"
+            raise ServiceError("ResourceAlreadyExistsException", f"The project's {kind} dataset {what}.")
         manifest = (source.get("GroundTruthManifest") or {}).get("S3Object")
         if manifest is not None:
             result = self._manifest(manifest)
@@ -511,10 +657,18 @@ class _Service:
         project.datasets[kind] = arn
         return {"DatasetArn": arn}
 
+    def _project(self, p: dict[str, Any]) -> Project:
+        project = self._get(self.store.projects, p.get("ProjectArn"), "project")
+        if project.status == "DELETING":
+            raise ServiceError("ResourceInUseException", f"The project {project.arn} is being deleted.")
+        return project
+
     @staticmethod
     def _status(d: Dataset) -> dict[str, Any]:
         if d.status == "CREATE_IN_PROGRESS":
             return {"Status": d.status, "StatusMessage": "The dataset is being created."}
+        if d.status == "DELETE_IN_PROGRESS":
+            return {"Status": d.status, "StatusMessage": "The dataset is being deleted."}
         if d.status == "CREATE_FAILED":
             return {"Status": d.status, "StatusMessage": d.result.failure, "StatusMessageCode": "CLIENT_ERROR"}
         return {"Status": d.status, "StatusMessage": "The dataset was successfully created.", "StatusMessageCode": "SUCCESS"}
@@ -522,6 +676,7 @@ class _Service:
     def describe_dataset(self, p: dict[str, Any]) -> dict[str, Any]:
         dataset = self._get(self.store.datasets, p.get("DatasetArn"), "dataset")
         self._tick(dataset)
+        dataset = self._get(self.store.datasets, p.get("DatasetArn"), "dataset")  # deleted by now?
         done = dataset.status == "CREATE_COMPLETE"
         entries = dataset.result.entries if done else []
         stats = {
@@ -533,18 +688,17 @@ class _Service:
         return {"DatasetDescription": {"CreationTimestamp": dataset.created, "LastUpdatedTimestamp": dataset.updated, **self._status(dataset), "DatasetStats": stats}}
 
     def delete_dataset(self, p: dict[str, Any]) -> dict[str, Any]:
+        # Asynchronous: DELETE_IN_PROGRESS until the ticks run out, then gone. Versions keep
+        # their own snapshot of the entries.
         dataset = self._get(self.store.datasets, p.get("DatasetArn"), "dataset")
-        if dataset.status == "CREATE_IN_PROGRESS":
-            raise ServiceError("ResourceInUseException", "You can't delete a dataset while it is being created.")
-        del self.store.datasets[dataset.arn]  # versions keep their own snapshot of the entries
-        project = self.store.projects.get(dataset.project_arn)
-        if project is not None:
-            project.datasets.pop(dataset.kind, None)
+        if dataset.status in ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS"):
+            raise ServiceError("ResourceInUseException", f"You can't delete a dataset that is {dataset.status}.")
+        dataset.status, dataset.ticks, dataset.updated = "DELETE_IN_PROGRESS", self.settings.delete_ticks, time.time()
         return {}
 
     # -- model versions -----------------------------------------------------------------
     def create_project_version(self, p: dict[str, Any]) -> dict[str, Any]:
-        project = self._get(self.store.projects, p.get("ProjectArn"), "project")
+        project = self._project(p)
         name, output = p.get("VersionName"), p.get("OutputConfig") or {}
         if any(v.project is project and v.name == name for v in self.store.versions.values()):
             raise ServiceError("ResourceInUseException", f"The project already has a model version named {name}.")
@@ -559,7 +713,8 @@ class _Service:
             failure, self.ctl._fail_training = self.ctl._fail_training, None
         now = time.time()
         arn = f"{self._prefix(project.name)}/version/{name}/{int(now * 1000)}"
-        version = Version(arn, name, project, now, dict(output), train, test, inputs, failure, self.settings.training_ticks, memory=_memory(train))
+        version = Version(arn, name, project, now, dict(output), train, test, inputs, failure, self.settings.training_ticks,
+                          caller=self.caller, tags=dict(p.get("Tags") or {}), memory=_memory(train))
         self.store.versions[arn] = version
         return {"ProjectVersionArn": arn}
 
@@ -572,8 +727,8 @@ class _Service:
             dataset = self.store.datasets.get(project.datasets.get(kind, ""))
             if dataset is None:
                 raise ServiceError("InvalidParameterException", f"The project has no {kind} dataset; create one first.")
-            if dataset.status == "CREATE_IN_PROGRESS":
-                raise ServiceError("ResourceInUseException", f"The {kind} dataset {dataset.arn} is still being created.")
+            if dataset.status in ("CREATE_IN_PROGRESS", "DELETE_IN_PROGRESS"):
+                raise ServiceError("ResourceInUseException", f"The {kind} dataset {dataset.arn} is {dataset.status}.")
             if dataset.status != "CREATE_COMPLETE":
                 raise ServiceError("InvalidParameterException", f"The {kind} dataset {dataset.arn} is {dataset.status}.")
             sides.append(dataset)
@@ -587,10 +742,12 @@ class _Service:
             v for v in sorted(self.store.versions.values(), key=lambda v: -v.created)
             if v.project is project and (not names or v.name in names)
         ]
+        for v in versions:
+            self._tick(v)
+        versions = [v for v in versions if v.arn in self.store.versions]
         page, token = _page(versions, p)
         described = []
         for v in page:
-            self._tick(v)
             completed = v.status not in ("TRAINING_IN_PROGRESS", "TRAINING_FAILED")
             described.append({
                 "ProjectVersionArn": v.arn, "CreationTimestamp": v.created, "Status": v.status,
@@ -605,7 +762,7 @@ class _Service:
             })  # fmt: skip
         return {"ProjectVersionDescriptions": described, "NextToken": token}
 
-    _BUSY = ("TRAINING_IN_PROGRESS", "STARTING", "RUNNING", "STOPPING")
+    _BUSY = ("TRAINING_IN_PROGRESS", "STARTING", "RUNNING", "STOPPING", "DELETING")
 
     def _model(self, p: dict[str, Any], allowed: tuple[str, ...], busy: tuple[str, ...] = _BUSY) -> Version:
         # A model in transition (or running) is "in use"; any other wrong status is a bad parameter.
@@ -617,7 +774,7 @@ class _Service:
 
     def delete_project_version(self, p: dict[str, Any]) -> dict[str, Any]:
         version = self._model(p, ("TRAINING_COMPLETED", "TRAINING_FAILED", "STOPPED", "FAILED"))
-        del self.store.versions[version.arn]
+        version.status, version.message, version.ticks = "DELETING", "The model is being deleted.", self.settings.delete_ticks
         return {"Status": "DELETING"}
 
     def start_project_version(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -628,7 +785,8 @@ class _Service:
         return {"Status": "STARTING"}
 
     def stop_project_version(self, p: dict[str, Any]) -> dict[str, Any]:
-        version = self._model(p, ("RUNNING", "STARTING"), busy=("TRAINING_IN_PROGRESS", "STOPPING"))
+        # "Stops a running model" (API reference); a STARTING one is refused here (undocumented).
+        version = self._model(p, ("RUNNING",), busy=("TRAINING_IN_PROGRESS", "STARTING", "STOPPING", "DELETING"))
         version.status, version.message, version.ticks = "STOPPING", "The model is stopping.", self.settings.stop_ticks
         return {"Status": "STOPPING"}
 
@@ -648,7 +806,10 @@ class _Service:
             limit = MAX_REQUEST_IMAGE_BYTES
         else:
             obj = image["S3Object"] or {}
-            data = self._read(obj.get("Bucket"), obj.get("Name"), obj.get("Version"))
+            try:
+                data = self._read(obj.get("Bucket"), obj.get("Name"), obj.get("Version"))
+            except _Denied:
+                data = None  # the service says the same whether the object is missing or unreadable
             if data is None:
                 raise ServiceError("InvalidS3ObjectException", "Unable to get object metadata from S3. Check object key, region and/or access permissions.")
             limit = MAX_FILE_BYTES
@@ -656,6 +817,7 @@ class _Service:
             raise ServiceError("ImageTooLargeException", f"The image is {len(data)} bytes; the limit is {limit}.")
         try:
             probe_bytes(data)
+            decode(data)
         except ImageError:
             raise ServiceError("InvalidImageFormatException", "Request has invalid image format") from None
         minimum = float(p.get("MinConfidence") or 0.0)
@@ -673,13 +835,30 @@ class _Service:
         return {"CustomLabels": labels}
 
 
+class _Denied(Exception):
+    """The caller may not read an object the service would read on its behalf."""
+
+
+def decode(data: bytes) -> None:
+    """Decode the whole image, as the service does: a truncated or corrupt JPEG/PNG whose header
+    is fine fails here. Raises ImageError."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            picture.load()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:  # Pillow's decoders raise these
+        raise ImageError("image_unreadable", f"the image does not decode: {exc}") from None
+
+
 _CONTROLLER = Controller()
 
 
 def _handler(operation: str) -> Any:
     def handler(self: RekognitionResponse) -> str:
         params = json.loads(self.body) if self.body else {}
-        return _CONTROLLER.handle(operation, params, self.rekognition_backend)
+        caller = authorization.caller_of(self.headers, self.current_account, self.region)
+        return _CONTROLLER.handle(operation, params, self.rekognition_backend, caller)
 
     handler.__name__ = handler.__qualname__ = camelcase_to_underscores(operation)
     return handler

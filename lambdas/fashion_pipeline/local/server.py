@@ -1,12 +1,17 @@
 """Local mode: the deployed pipeline, offline, in one process.
 
-moto's server holds the resources of the synthesized stack (buckets, queues, tables, the
-state machine with its synthesized definition, the model parameter, the topic); this
+moto's server holds the resources of the synthesized stack (buckets, queues, tables, roles
+with their policies, the state machine with its synthesized definition, the topic); this
 module adds the plumbing AWS would provide — S3 notifications into the queue and a poller
 that invokes the converter with real SQS batch events, the training-request rule, Lambda
 tasks dispatched to the project's handlers — plus the Custom Labels emulator and the
 inference API on a local port. Everything a user does against AWS works against it with
 ``AWS_ENDPOINT_URL`` pointing here.
+
+IAM is enforced as on AWS: each function runs as its own role, the state machine's tasks as
+the machine's role, the queue poller as the converter's role (Lambda polls SQS with the
+function's permissions) and the training-request rule starts runs as its target's role. The
+user is an administrator whose keys are ``local``/``local``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import authorization, identities
 from .environment import EmulatedPipeline, emulate
 from .template import ACCOUNT, Template
 
@@ -33,6 +39,7 @@ STACK_NAME = "FashionPipeline"
 # Emulated training takes seconds; the bounds keep every loop within the history budget.
 LOCAL_TRAINING = {"poll_seconds": 1, "start_poll_seconds": 1, "training_timeout_hours": 0.1, "wait_timeout_minutes": 2}
 REQUESTS_QUEUE = "local-training-requests"
+OPERATOR_KEYS = ("local", "local")  # what the README tells the user to export
 
 
 def synthesized_template(path: str | None = None) -> dict[str, Any]:
@@ -51,12 +58,13 @@ def synthesized_template(path: str | None = None) -> dict[str, Any]:
 
 
 class _EndpointSession:
-    """A boto3 session whose clients all talk to the local endpoint."""
+    """A boto3 session whose clients all talk to the local endpoint, as one identity."""
 
-    def __init__(self, endpoint: str, region: str) -> None:
+    def __init__(self, endpoint: str, region: str, identity: identities.Identity | None = None) -> None:
         import boto3
 
-        self._session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=region)
+        keys = identity.client_kwargs() if identity else dict(zip(("aws_access_key_id", "aws_secret_access_key"), OPERATOR_KEYS))
+        self._session = boto3.Session(region_name=region, **keys)
         self.endpoint = endpoint
         self.region_name = region
 
@@ -105,14 +113,12 @@ def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", 
     # The handlers, the SDK tasks of the state machine and the user's own tools all find
     # the emulator through the standard variable.
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "MOTO_PORT": str(port), "AWS_DEFAULT_REGION": region,
-                       "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
-                       "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
                        "POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_NAMESPACE": "FashionPipelineLocal"})
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per emulated AWS call otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     session = _EndpointSession(endpoint, region)
-    pipeline = emulate(session, template, region=region, endpoint=endpoint)
+    pipeline = emulate(session, template, region=region, endpoint=endpoint, operator_keys=OPERATOR_KEYS)
     pipeline.custom_labels.settings(dataset_ticks=1, training_ticks=3, start_ticks=1, stop_ticks=1)
     resolver = pipeline.template
     _local_function_settings(pipeline, verbose)
@@ -122,9 +128,12 @@ def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", 
     outputs = _publish_outputs(session, resolver, api.url)
     local = LocalPipeline(endpoint, api.url, pipeline, session, outputs)
     local._stops += [server.stop, api.shutdown]
+    relay, starter = _training_request_rule(session, resolver)
+    authorization.enable()  # everything is in place, as after a deployment: IAM applies from now on
+    local._stops.append(authorization.disable)
     for mapping in resolver.of_type("AWS::Lambda::EventSourceMapping"):
         _thread(local, _poll_queue, resolver.properties(mapping))
-    _thread(local, _forward_training_requests, _training_request_rule(session, resolver))
+    _thread(local, _forward_training_requests, relay, starter)
     return local
 
 
@@ -194,11 +203,13 @@ def _sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[st
 
 
 def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
-    """What Lambda's SQS event source does: batch, invoke, delete what succeeded."""
-    sqs = local.session.client("sqs")
+    """What Lambda's SQS event source does: batch, invoke, delete what succeeded, with the
+    permissions of the function's execution role."""
+    function = mapping["FunctionName"]
+    role = local.pipeline.runtime.functions[function].role_arn
+    sqs = _EndpointSession(local.endpoint, local.session.region_name, identities.assume(role, "lambda.amazonaws.com", session_name=function)).client("sqs")
     queue_arn = mapping["EventSourceArn"]
     queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
-    function = mapping["FunctionName"]
     batch_size = int(mapping.get("BatchSize", 10))
     window = min(float(mapping.get("MaximumBatchingWindowInSeconds", 0)), 1.0)  # short locally
     while not local._stop.is_set():
@@ -227,25 +238,25 @@ def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
                 time.sleep(1)
 
 
-def _training_request_rule(session: Any, resolver: Template) -> str:
+def _training_request_rule(session: Any, resolver: Template) -> tuple[str, str]:
     """The template's training-request rule, evaluated by the emulated EventBridge; its
-    target (the state machine) is reached through a local queue this process forwards."""
+    target (the state machine) is reached through a local queue this process forwards.
+    Returns the relay queue's URL and the role the target starts executions as."""
     events = session.client("events")
     sqs = session.client("sqs")
     queue_url = sqs.create_queue(QueueName=REQUESTS_QUEUE)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    for lid in resolver.of_type("AWS::Events::Rule"):
-        props = resolver.properties(lid)
-        if "EventPattern" not in props:
-            continue
-        events.put_rule(Name=resolver.name(lid), EventPattern=json.dumps(props["EventPattern"]), State="ENABLED")
-        events.put_targets(Rule=resolver.name(lid), Targets=[{"Id": "state-machine", "Arn": queue_arn}])
-    return queue_url
+    [(lid, props)] = [(lid, resolver.properties(lid)) for lid in resolver.of_type("AWS::Events::Rule") if "EventPattern" in resolver.properties(lid)]
+    events.put_rule(Name=resolver.name(lid), EventPattern=json.dumps(props["EventPattern"]), State="ENABLED")
+    events.put_targets(Rule=resolver.name(lid), Targets=[{"Id": "state-machine", "Arn": queue_arn}])
+    [target] = props["Targets"]
+    return queue_url, target["RoleArn"]
 
 
-def _forward_training_requests(local: LocalPipeline, queue_url: str) -> None:
-    sqs = local.session.client("sqs")
-    sfn = local.session.client("stepfunctions")
+def _forward_training_requests(local: LocalPipeline, queue_url: str, role_arn: str) -> None:
+    sqs = local.session.client("sqs")  # the relay queue is this process's own plumbing
+    # EventBridge starts the execution with the target's role.
+    sfn = _EndpointSession(local.endpoint, local.session.region_name, identities.assume(role_arn, "events.amazonaws.com", session_name="events")).client("stepfunctions")
     while not local._stop.is_set():
         try:
             for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
