@@ -169,7 +169,8 @@ class PipelineConfig:
         try:
             TrainingOptions.parse(json.loads(self.training_defaults_json))
         except OptionsError as exc:
-            raise ConfigError(f"{CONTEXT_KEY}.trainingPollSeconds/trainingTimeoutHours: {exc}") from None
+            key = _KEY_OF_OPTION.get(exc.option or "", "trainingPollSeconds")
+            raise ConfigError(f"{CONTEXT_KEY}.{key}: {exc}") from None
         # Lambda rejects an SQS event source that batches more than 10 records without a window.
         if self.converter_batch_size > 10 and self.converter_batch_window_seconds == 0:
             raise ConfigError(
@@ -268,6 +269,13 @@ def _email(value: Any) -> str:
         raise _Invalid("must be an e-mail address")
     return value
 
+
+# The configuration key that sets each training option's default (training_defaults_json).
+_KEY_OF_OPTION = {
+    "test_fraction": "testFraction", "label_mapping": "labelMapping", "min_f1": "minF1", "inference_units": "inferenceUnits",
+    "deploy": "deployAfterTraining", "poll_seconds": "trainingPollSeconds", "training_timeout_hours": "trainingTimeoutHours",
+    "keep_previous_model_running": "keepPreviousModelRunning",
+}
 
 # context key -> (dataclass field, parser); the parser raises _Invalid with the expectation.
 _PARSERS = {

@@ -54,7 +54,6 @@ TRANSIENT_LAMBDA_ERRORS = [
     "Lambda.SdkClientException",
 ]
 TRANSIENT_SSM_ERRORS = ["Ssm.InternalServerErrorException", "Ssm.TooManyUpdatesException"]
-TRANSIENT_NOTIFY_ERRORS = ["Sns.ThrottledException", "Sns.InternalErrorException", "EventBridge.InternalException"]
 
 _RETRY = {"interval": Duration.seconds(1), "backoff_rate": 2.0, "max_attempts": 6, "jitter_strategy": sfn.JitterType.FULL}
 # Inside a polling loop a describe call retries a little, then counts as a poll without news.
@@ -343,7 +342,8 @@ class TrainingFlow:
                 source=EVENT_SOURCE)], result_path=sfn.JsonPath.DISCARD,
         )
         for task in (publish, event):
-            task.add_retry(errors=TRANSIENT_NOTIFY_ERRORS + ["States.TaskFailed"], interval=Duration.seconds(2), backoff_rate=2.0, max_attempts=3)
+            # Whatever fails a notification is retried a little, then given up (caught below).
+            task.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(2), backoff_rate=2.0, max_attempts=3)
         # A notification that cannot be sent must not turn a finished run into a failed one.
         start = sfn.Pass(self.scope, f"{id} start")
         done = sfn.Pass(self.scope, f"{id} done")

@@ -1,16 +1,18 @@
-"""The deployed model's lifecycle: the model pointer, and when an idle model is stopped.
+"""The models' lifecycle: the model pointer, and when an idle model is stopped.
 
 A running Custom Labels model bills every inference unit by the hour (about $4 each) whether
 it answers requests or not, so the inference API records when it was last used and a
-scheduled function stops the model after a quiet spell. The decision is a pure function of
-the model's status, its last activity, since when it runs and the time now. No AWS here.
+scheduled function stops any model of the pipeline's projects after a quiet spell: the
+deployed one, and any other left running (started from the console, kept by a deployment).
+The decisions are pure functions of the models' statuses, what was recorded about them and
+the time now. No AWS here.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
@@ -19,8 +21,17 @@ STARTING = "STARTING"
 STOPPING = "STOPPING"
 STOPPED = "STOPPED"
 NONE = "NONE"  # nothing deployed: the pointer says {"status": "none"} or does not exist
+NOT_FOUND = "NOT_FOUND"  # the pointer names a version Rekognition does not know (deleted)
 # Statuses in which a model version bills by the inference-unit hour, or is about to.
 BILLING = (RUNNING, STARTING)
+
+# The training workflow names a dataset's project "fashion-pipeline-<dataset>"
+# (fashion_pipeline.training.run_names); the pipeline's IAM grants cover exactly these.
+PROJECT_PREFIX = "fashion-pipeline-"
+# What an inference unit costs an hour in us-east-1; other regions differ, hence "estimate".
+USD_PER_INFERENCE_UNIT_HOUR = 4.0
+COST_NOTE = (f"estimated_usd_per_hour is an estimate: MinInferenceUnits x ${USD_PER_INFERENCE_UNIT_HOUR:g} per "
+             "inference-unit hour, the us-east-1 price; other regions differ, and auto-scaled units add to it.")
 
 # Timestamps from the future are clock skew when they are this close, nonsense beyond.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -97,6 +108,43 @@ def models_to_stop(descriptions: Iterable[Mapping[str, Any]], *, keep: str) -> l
         str(d["ProjectVersionArn"]) for d in descriptions
         if d.get("ProjectVersionArn") and d["ProjectVersionArn"] != keep and d.get("Status") in BILLING
     ]
+
+
+def project_name(arn: str) -> str:
+    """The project's name in a project or model version ARN (``...:project/<name>/...``)."""
+    return arn.split(":project/", 1)[-1].split("/", 1)[0]
+
+
+def version_name(arn: str) -> str:
+    """The version's name in a model version ARN (``...:project/<p>/version/<name>/<created>``);
+    DescribeProjectVersions gives only the ARN."""
+    return arn.split("/version/", 1)[-1].split("/", 1)[0]
+
+
+def watched_projects(project_arns: Iterable[str], deployed: ModelPointer | None) -> list[str]:
+    """The projects whose models the pipeline answers for, each once: the deployed model's
+    first (even when listing the projects failed), then every one named PROJECT_PREFIX..."""
+    found = [deployed.project_arn] if deployed is not None else []
+    for arn in project_arns:
+        if project_name(arn).startswith(PROJECT_PREFIX) and arn not in found:
+            found.append(arn)
+    return found
+
+
+def running_models(descriptions: Iterable[Mapping[str, Any]], *, exclude: str | None) -> list[dict[str, Any]]:
+    """What bills besides ``exclude``: every RUNNING or STARTING version (DescribeProjectVersions
+    descriptions), with its inference units and an hourly cost estimate (see COST_NOTE)."""
+    running = []
+    for d in descriptions:
+        arn = d.get("ProjectVersionArn")
+        if not arn or arn == exclude or d.get("Status") not in BILLING:
+            continue
+        units = d.get("MinInferenceUnits")
+        running.append({
+            "version": version_name(arn), "arn": arn, "project": project_name(arn), "status": d["Status"],
+            "inference_units": units, "estimated_usd_per_hour": units * USD_PER_INFERENCE_UNIT_HOUR if units else None,
+        })  # fmt: skip
+    return running
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -191,6 +239,96 @@ def idle_decision(
     if idle >= window:
         return Decision(True, f"idle for {idle / 60:.1f} min (limit {idle_minutes} min){note}", idle, since)
     return Decision(False, f"active {idle / 60:.1f} min ago (limit {idle_minutes} min){note}", idle, since)
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """What the auto-stop makes of one model version this round."""
+
+    arn: str
+    status: str
+    deployed: bool  # the version the model pointer names
+    decision: Decision
+    last_activity: datetime | None = None
+    running_since: datetime | None = None
+    record: dict[str, Any] = field(default_factory=dict)  # activity attributes that changed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.arn,
+            "version": version_name(self.arn),
+            "project": project_name(self.arn),
+            "status": self.status,
+            "deployed": self.deployed,
+            "last_activity": iso(self.last_activity),
+            "running_since": iso(self.running_since),
+            **self.decision.to_dict(),
+        }
+
+
+def watch(
+    project_arn: str,
+    descriptions: Iterable[Mapping[str, Any]],
+    activity: Mapping[str, Mapping[str, Any]],
+    *,
+    deployed: ModelPointer | None,
+    now: datetime,
+    idle_minutes: int,
+) -> list[Watch]:
+    """The auto-stop's round over one project: its versions (DescribeProjectVersions
+    descriptions) with what the activity table records about each, by version ARN.
+
+    Looked at: the deployed version in any status (NOT_FOUND when its project no longer lists
+    it), every RUNNING or STARTING one, and one that stopped since it was recorded billing (so
+    that a later start counts afresh). Each RUNNING one gets ``idle_decision`` from its own
+    records: its last request through the API, and since when it runs, which is for the
+    deployed version the latest of its deployment, its start by the API and its first
+    sighting RUNNING after another status, and for any other the later of its start by the
+    API and its first sighting RUNNING by the auto-stop. A version never seen before (started
+    from the console, say) thus gets its full idle window. STARTING ones are recorded, and
+    stopped once RUNNING if still unused.
+    """
+    watches = []
+    deployed_listed = False
+    for d in descriptions:
+        arn = d.get("ProjectVersionArn")
+        if not arn:
+            continue
+        mine = deployed if deployed is not None and arn == deployed.project_version_arn else None
+        deployed_listed = deployed_listed or mine is not None
+        found = _watch(arn, str(d.get("Status") or "UNKNOWN"), activity.get(arn) or {}, mine, now, idle_minutes)
+        if found is not None:
+            watches.append(found)
+    if deployed is not None and deployed.project_arn == project_arn and not deployed_listed:
+        item = activity.get(deployed.project_version_arn) or {}
+        watches.append(_watch(deployed.project_version_arn, NOT_FOUND, item, deployed, now, idle_minutes))
+    return watches
+
+
+def _watch(arn: str, status: str, item: Mapping[str, Any], deployed: ModelPointer | None, now: datetime, idle_minutes: int) -> Watch | None:
+    previous = item.get("observed_status")
+    if deployed is None and status not in BILLING:
+        if previous not in BILLING:
+            return None  # nothing bills, and nothing recorded says it did
+        # Stopped by someone else since the last round: recorded, so a later start counts afresh.
+        return Watch(arn, status, False, idle_decision(status, None, None, now, idle_minutes), record={"observed_status": status})
+    record: dict[str, Any] = {}
+    seen_running = parse_time(item.get("running_seen_at"))
+    # Started since the last round by someone other than the API, or (not the deployed
+    # version, whose deployment time is known) never seen before.
+    if status == RUNNING and previous != RUNNING and (previous is not None or deployed is None):
+        seen_running = now
+        record["running_seen_at"] = int(now.timestamp())
+    last_activity = parse_time(item.get("last_request_at"))
+    running_since = latest(deployed.deployed_at if deployed else None, parse_time(item.get("started_at")), seen_running)
+    if status == RUNNING and last_activity is None and running_since is None:
+        # Nothing says since when: count from now, and decide on a later round.
+        running_since = now
+        record["running_seen_at"] = int(now.timestamp())
+    if status != previous:
+        record["observed_status"] = status
+    decision = idle_decision(status, last_activity, running_since, now, idle_minutes)
+    return Watch(arn, status, deployed is not None, decision, last_activity, running_since, record)
 
 
 def _utc(moment: datetime) -> datetime:

@@ -38,11 +38,15 @@ class HistoryBudget:
     model: int
 
 
-WORKFLOW_HISTORY = HistoryBudget(fixed=900, deletion=24, dataset=24, training=24, model=24)
+WORKFLOW_HISTORY = HistoryBudget(fixed=600, deletion=20, dataset=22, training=22, model=22)
 
 
 class OptionsError(ValueError):
-    """A training request that cannot be run; the message names the bad option."""
+    """A training request that cannot be run; the message names the bad option, ``option`` too."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ class TrainingOptions:
             value = getattr(self, name)
             kind = int if integer else (int, float)
             if isinstance(value, bool) or not isinstance(value, kind) or not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
-                raise OptionsError(f"option {name} must be {'an integer' if integer else 'a number'} from {low} to {high}, got {value!r}")
+                raise OptionsError(f"option {name} must be {'an integer' if integer else 'a number'} from {low} to {high}, got {value!r}", name)
 
         number("test_fraction", 0.01, 0.5)
         number("min_f1", 0.0, 1.0)
@@ -93,14 +97,14 @@ class TrainingOptions:
         number("wait_timeout_minutes", 1, MAX_WAIT_TIMEOUT_MINUTES)
         for flag in ("deploy", "keep_previous_model_running"):
             if not isinstance(getattr(self, flag), bool):
-                raise OptionsError(f"option {flag} must be true or false, got {getattr(self, flag)!r}")
+                raise OptionsError(f"option {flag} must be true or false, got {getattr(self, flag)!r}", flag)
         self._check_history()
         if not isinstance(self.label_mapping, dict):
-            raise OptionsError("option label_mapping must be an object of category -> label (or null)")
+            raise OptionsError("option label_mapping must be an object of category -> label (or null)", "label_mapping")
         try:
             self.catalogue()
         except LabelMappingError as exc:
-            raise OptionsError(f"option label_mapping: {exc}") from None
+            raise OptionsError(f"option label_mapping: {exc}", "label_mapping") from None
 
     def catalogue(self) -> LabelCatalogue:
         return LabelCatalogue(mapping=self.label_mapping)
@@ -145,12 +149,12 @@ class TrainingOptions:
             raise OptionsError(
                 f"option start_poll_seconds {self.start_poll_seconds} is too short for wait_timeout_minutes "
                 f"{self.wait_timeout_minutes:g}: the waits for datasets and the model alone could write {others} of the "
-                f"{HISTORY_EVENT_LIMIT} history events an execution holds")
+                f"{HISTORY_EVENT_LIMIT} history events an execution holds", "start_poll_seconds")
         shortest = math.ceil(self.training_timeout_hours * 3600 / room)
         raise OptionsError(
             f"option poll_seconds {self.poll_seconds} is too short for training_timeout_hours {self.training_timeout_hours:g}: "
             f"an execution holds {HISTORY_EVENT_LIMIT} history events, which leaves room for {room} training polls, "
-            f"so poll_seconds must be at least {shortest}")
+            f"so poll_seconds must be at least {shortest}", "poll_seconds")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

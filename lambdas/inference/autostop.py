@@ -1,27 +1,29 @@
-"""Idle auto-stop: every few minutes (EventBridge schedule), stop the deployed model when
-nobody has used it for IDLE_MINUTES.
+"""Idle auto-stop: every few minutes (EventBridge schedule), stop each model of the pipeline's
+projects that nobody has used for IDLE_MINUTES.
 
-A running model bills about $4 per inference unit and hour whether it answers or not. The
+A running model bills about $4 per inference unit and hour whether it answers or not, and not
+only the deployed one runs: a version started from the console or the CLI, one a failed run
+left running, one a deployment kept, or one of another dataset after the pointer moved. So
+every RUNNING or STARTING version of every ``fashion-pipeline-*`` project is watched. The
 inference API records ``last_request_at`` in the activity table (at most once a minute per
-container) and ``started_at`` when it starts the model; this function also notes when it
-first sees the model RUNNING after having seen it in another status (a start from the console
-or the CLI), so a freshly started model gets its full idle window. The decision itself is
-``fashion_pipeline.lifecycle.idle_decision``.
+container) and ``started_at`` when it starts the model; this function records each version's
+``observed_status`` and when it first saw it RUNNING, so a version started behind the API's
+back gets its full idle window. The decisions are ``fashion_pipeline.lifecycle.watch``.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from fashion_pipeline import lifecycle
-from inference.model import Runtime, error_code, status_of
+from inference.model import Runtime, error_code
 
 logger = Logger()
 # Only botocore is traced: its calls are all this function makes, and the default (patch
@@ -44,60 +46,74 @@ def _runtime() -> Runtime:
 
 
 def check(rt: Runtime) -> dict[str, Any]:
-    """Look at the deployed model and stop it when idle; returns what was decided and why."""
+    """Look at every model of the pipeline's projects and stop the idle ones; returns what was
+    decided for each version and why, and what could not be looked at."""
     settings = rt.settings
     now = datetime.fromtimestamp(rt.wall(), timezone.utc)
-    pointer = rt.read_pointer()
-    if pointer is None:
-        return {"action": "none", "stop": False, "reason": "no model is deployed", "status": lifecycle.NONE}
-    arn = pointer.project_version_arn
-    status = status_of(rt.describe(pointer))
-    activity = rt.read_activity(arn)
-    changes: dict[str, Any] = {}
-    seen_running = lifecycle.parse_time(activity.get("running_seen_at"))
-    previous = activity.get("observed_status")
-    if status == lifecycle.RUNNING and previous is not None and previous != lifecycle.RUNNING:
-        seen_running = now  # started since the last look, by someone other than the API
-        changes["running_seen_at"] = int(now.timestamp())
-    last_activity = lifecycle.parse_time(activity.get("last_request_at"))
-    running_since = lifecycle.latest(pointer.deployed_at, lifecycle.parse_time(activity.get("started_at")), seen_running)
-    if status == lifecycle.RUNNING and last_activity is None and running_since is None:
-        # Nothing says since when: count from now, and decide on a later round.
-        running_since = now
-        changes["running_seen_at"] = int(now.timestamp())
-    decision = lifecycle.idle_decision(status, last_activity, running_since, now, settings.idle_minutes)
-    result: dict[str, Any] = {
-        "action": "keep",
-        "model": arn,
-        "version": pointer.version_name,
-        "status": status,
+    failures: list[dict[str, str]] = []
+    deployed = _attempt(failures, "GetParameter", settings.model_parameter, rt.read_pointer)
+    listed = _attempt(failures, "DescribeProjects", "*", rt.list_projects) or []
+    activity = rt.read_all_activity()  # without it nothing can be decided: the invocation fails
+    models = []
+    for project in lifecycle.watched_projects(listed, deployed):
+        versions = _attempt(failures, "DescribeProjectVersions", project, rt.list_versions, project)
+        if versions is None:
+            continue
+        for found in lifecycle.watch(project, versions, activity, deployed=deployed, now=now, idle_minutes=settings.idle_minutes):
+            models.append(_act(rt, found, now, failures))
+    result = {
         "idle_minutes": settings.idle_minutes,
-        "last_activity": lifecycle.iso(last_activity),
-        "running_since": lifecycle.iso(running_since),
-        **decision.to_dict(),
+        "deployed": deployed.project_version_arn if deployed else None,
+        "models": models,
+        "stopped": [m["model"] for m in models if m["action"] == "stopped"],
+        "failures": failures,
     }
-    if decision.stop:
-        try:
-            answer = rt.client("rekognition").stop_project_version(ProjectVersionArn=arn)
-        except ClientError as exc:
-            if error_code(exc) not in ("ResourceInUseException", "InvalidParameterException"):
-                raise
-            # It changed status since DescribeProjectVersions (stopping already, say).
-            result.update(action="none", stop=False, reason=f"stop refused ({error_code(exc)}): {decision.reason}")
-            status_after = status
-        else:
-            status_after = str(answer.get("Status") or lifecycle.STOPPING)
-            result.update(action="stopped", status=status_after)
-            changes.update(stopped_at=int(now.timestamp()), stop_reason="idle")
-            metrics.add_metric(name="ModelsStoppedIdle", unit=MetricUnit.Count, value=1)
-            metrics.add_metric(name="IdleMinutesBeforeStop", unit=MetricUnit.Count, value=round((decision.idle_seconds or 0) / 60, 1))
-            logger.warning("idle model stopped", extra=result)
-        changes["observed_status"] = status_after
-    else:
-        changes["observed_status"] = status
-        logger.info("model kept", extra=result)
-    rt.record(arn, **changes)
+    logger.info("models checked", extra=result)
     return result
+
+
+def _act(rt: Runtime, found: lifecycle.Watch, now: datetime, failures: list[dict[str, str]]) -> dict[str, Any]:
+    """Carry out one version's decision and record what changed; a failure is reported."""
+    result: dict[str, Any] = {"action": "keep", **found.to_dict()}
+    changes = dict(found.record)
+    if found.decision.stop:
+        try:
+            answer = rt.client("rekognition").stop_project_version(ProjectVersionArn=found.arn)
+        except Exception as exc:
+            code = error_code(exc)
+            if code in ("ResourceInUseException", "InvalidParameterException"):
+                # It changed status since DescribeProjectVersions (stopping already, say).
+                result.update(action="refused", stop=False, reason=f"stop refused ({code}): {found.decision.reason}")
+            else:
+                _failed(failures, "StopProjectVersion", found.arn, exc)
+                result.update(action="failed", stop=False, reason=f"stop failed ({code or type(exc).__name__}): {found.decision.reason}")
+        else:
+            status = str(answer.get("Status") or lifecycle.STOPPING)
+            result.update(action="stopped", status=status)
+            changes.update(observed_status=status, stopped_at=int(now.timestamp()), stop_reason="idle")
+            metrics.add_metric(name="ModelsStoppedIdle", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(name="IdleMinutesBeforeStop", unit=MetricUnit.Count, value=round((found.decision.idle_seconds or 0) / 60, 1))
+            logger.warning("idle model stopped", extra=result)
+    if changes:
+        _attempt(failures, "UpdateItem", found.arn, rt.record, found.arn, **changes)
+    return result
+
+
+def _attempt(failures: list[dict[str, str]], step: str, target: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, **kwargs)``, or None once its failure is reported: one project or version
+    that cannot be looked at must not leave the others unchecked."""
+    try:
+        return call(*args, **kwargs)
+    except Exception as exc:
+        _failed(failures, step, target, exc)
+        return None
+
+
+def _failed(failures: list[dict[str, str]], step: str, target: str, exc: Exception) -> None:
+    failure = {"step": step, "target": target, "error": f"{error_code(exc) or type(exc).__name__}: {exc}"}
+    failures.append(failure)
+    metrics.add_metric(name="AutoStopFailures", unit=MetricUnit.Count, value=1)
+    logger.warning("auto-stop step failed", exc_info=exc, extra=failure)
 
 
 @logger.inject_lambda_context

@@ -5,8 +5,10 @@ Routes:
 * ``POST /detections``: garments in an image, as JSON with boxes in ratios and pixels, or
   (``Accept: image/png|image/jpeg`` or ``?render=true``) the image with the garments drawn;
 * ``GET /model``: the deployed model and its live status (200 ``{"status": "NONE"}`` when
-  nothing is deployed: an empty deployment is a state, not a missing route);
-* ``POST /model/start``, ``POST /model/stop``: start or stop the deployed model (202);
+  nothing is deployed: an empty deployment is a state, not a missing route), and which other
+  models of the pipeline run (``running``);
+* ``POST /model/start``, ``POST /model/stop``: start or stop the deployed model (202); the
+  stop's answer says which other models still run;
 * ``GET /openapi.json``: the OpenAPI document of these routes.
 
 Every error is JSON ``{"error": {"code", "message", ...}}``. Validation errors of options
@@ -531,7 +533,7 @@ def detect(
 @app.get(
     "/model",
     summary="The deployed model and its live status",
-    description="status NONE (200) when nothing is deployed yet.",
+    description="status NONE (200) when nothing is deployed yet. running lists the pipeline's other models that run (and bill).",
     tags=["model"],
     responses={200: {"description": "The model", "content": _ref("ModelState")}, **_error_responses(429, 500)},
 )
@@ -539,7 +541,8 @@ def get_model():
     pointer = _current_pointer()
     settings = runtime.settings
     if pointer is None:
-        return _json(200, {"status": lifecycle.NONE, "message": "no model is deployed yet", "auto_start": settings.auto_start, "emulated": settings.emulated})
+        return _json(200, {"status": lifecycle.NONE, "message": "no model is deployed yet", "auto_start": settings.auto_start,
+                           "emulated": settings.emulated, **_running_besides(None)})  # fmt: skip
     description = _describe(pointer)
     status = status_of(description)
     try:
@@ -562,10 +565,24 @@ def get_model():
         "last_request_at": lifecycle.iso(lifecycle.parse_time(activity.get("last_request_at"))),
         "auto_start": settings.auto_start,
         "emulated": settings.emulated,
+        **_running_besides(pointer),
     }
     if settings.emulated:
         answer["message"] = EMULATOR_NOTE
     return _json(200, answer)
+
+
+def _running_besides(pointer: ModelPointer | None) -> dict[str, Any]:
+    """``running``: the pipeline's other RUNNING or STARTING models, with hourly cost estimates;
+    or ``running_error`` when they cannot be listed, which must not fail the answer."""
+    try:
+        projects = lifecycle.watched_projects(runtime.list_projects(), pointer)
+        versions = [version for project in projects for version in runtime.list_versions(project)]
+    except Exception as exc:  # AccessDenied, throttling, a timeout: the answer stands without the list
+        logger.warning("could not list the running models", exc_info=True)
+        return {"running_error": f"could not list the pipeline's other running models ({error_code(exc) or type(exc).__name__})"}
+    running = lifecycle.running_models(versions, exclude=pointer.project_version_arn if pointer else None)
+    return {"running": running, "running_cost_note": lifecycle.COST_NOTE}
 
 
 def _transition(action: str, allowed: frozenset[str]) -> Response:
@@ -592,8 +609,14 @@ def _transition(action: str, allowed: frozenset[str]) -> Response:
         raise
     metrics.add_metric(name=f"Model{action.title()}s", unit=MetricUnit.Count, value=1)
     logger.info(f"model {action} requested", extra={"model": pointer.project_version_arn, "before": before, "after": after})
-    verb = "starting; it takes several minutes to reach RUNNING" if action == "start" else "stopping"
-    return _json(202, {"model": _model_summary(pointer, after), "previous_status": before, "message": f"the model is {verb}"})
+    answer: dict[str, Any] = {"model": _model_summary(pointer, after), "previous_status": before}
+    if action == "start":
+        answer["message"] = "the model is starting; it takes several minutes to reach RUNNING"
+    else:  # the models that still bill, for whoever stops the API's to save money
+        answer.update(message="the model is stopping", **_running_besides(pointer))
+        if answer.get("running"):
+            answer["message"] += f"; {len(answer['running'])} other model(s) of the pipeline still bill: see running"
+    return _json(202, answer)
 
 
 def _conflict(pointer: ModelPointer, action: str, status: str) -> ApiError:
@@ -615,7 +638,8 @@ def start_model():
     return _transition("start", STARTABLE)
 
 
-@app.post("/model/stop", summary="Stop the deployed model", description="A stopped model costs nothing and answers 503. Admin route.",
+@app.post("/model/stop", summary="Stop the deployed model",
+          description="A stopped model costs nothing and answers 503. The answer lists the pipeline's other models that still run (and bill). Admin route.",
           tags=["model"], responses=_TRANSITION_RESPONSES, status_code=202)  # fmt: skip
 def stop_model():
     return _transition("stop", STOPPABLE)

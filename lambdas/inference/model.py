@@ -1,4 +1,4 @@
-"""AWS side of the deployed model: the SSM pointer, Rekognition status, the activity table.
+"""AWS side of the models: the SSM pointer, Rekognition status and listings, the activity table.
 
 Shared by the API function (``handler``) and the idle auto-stop (``autostop``). What a
 container keeps between requests lives in a ``Runtime``: clients, the pointer (cached for
@@ -20,12 +20,11 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from fashion_pipeline.lifecycle import ModelPointer, parse_pointer
+from fashion_pipeline.lifecycle import NOT_FOUND, ModelPointer, parse_pointer
 
 logger = Logger(child=True)
 
 THROTTLING = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException", "TooManyRequestsException"})
-NOT_FOUND = "NOT_FOUND"  # the pointer names a version Rekognition does not know (deleted)
 ACTIVITY_INTERVAL_SECONDS = 60.0
 
 # API Gateway gives up after 29 s: each call's worst case (attempts x (connect + read))
@@ -174,6 +173,12 @@ class Runtime:
     def describe(self, pointer: ModelPointer) -> dict[str, Any] | None:
         return describe_version(self.client("rekognition"), pointer)
 
+    def list_projects(self) -> list[str]:
+        return project_arns(self.client("rekognition"))
+
+    def list_versions(self, project_arn: str) -> list[dict[str, Any]]:
+        return project_versions(self.client("rekognition"), project_arn)
+
     # -- activity -----------------------------------------------------------------------
     def _write_activity(self, model_arn: str, epoch: int) -> None:
         record_request(self.client("dynamodb"), self.settings.activity_table, model_arn, epoch)
@@ -183,6 +188,9 @@ class Runtime:
 
     def read_activity(self, model_arn: str) -> dict[str, Any]:
         return read_activity(self.client("dynamodb"), self.settings.activity_table, model_arn)
+
+    def read_all_activity(self) -> dict[str, dict[str, Any]]:
+        return read_all_activity(self.client("dynamodb"), self.settings.activity_table)
 
 
 @lru_cache(maxsize=1)
@@ -215,6 +223,32 @@ def describe_version(rekognition: Any, pointer: ModelPointer) -> dict[str, Any] 
         if description.get("ProjectVersionArn") == pointer.project_version_arn:
             return description
     return descriptions[0] if descriptions else None
+
+
+def project_arns(rekognition: Any) -> list[str]:
+    """Every Custom Labels project of the account and region (DescribeProjects, every page)."""
+    return [str(p["ProjectArn"]) for p in _pages(rekognition.describe_projects, "ProjectDescriptions") if p.get("ProjectArn")]
+
+
+def project_versions(rekognition: Any, project_arn: str) -> list[dict[str, Any]]:
+    """Every version of a project (DescribeProjectVersions, every page); none once it is gone."""
+    try:
+        return _pages(rekognition.describe_project_versions, "ProjectVersionDescriptions", ProjectArn=project_arn)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return []
+        raise
+
+
+def _pages(call: Callable[..., Mapping[str, Any]], key: str, **params: Any) -> list[Any]:
+    """The ``key`` items of every page of a NextToken-paginated call."""
+    items: list[Any] = []
+    while True:
+        page = call(**params)
+        items += page.get(key) or []
+        if not page.get("NextToken"):
+            return items
+        params["NextToken"] = page["NextToken"]
 
 
 def status_of(description: Mapping[str, Any] | None) -> str:
@@ -256,7 +290,24 @@ def record(dynamodb: Any, table: str, model_arn: str, **attributes: Any) -> None
 
 
 def read_activity(dynamodb: Any, table: str, model_arn: str) -> dict[str, Any]:
-    item = dynamodb.get_item(TableName=table, Key=_key(model_arn), ConsistentRead=True).get("Item") or {}
+    return _attributes(dynamodb.get_item(TableName=table, Key=_key(model_arn), ConsistentRead=True).get("Item") or {})
+
+
+def read_all_activity(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
+    """What the table records of every model, by model ARN (Scan, every page). It holds one
+    small item per version the API or the auto-stop touched: a request or two for them all."""
+    found: dict[str, dict[str, Any]] = {}
+    params: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = dynamodb.scan(**params)
+        for item in page.get("Items") or []:
+            found[item["model"]["S"]] = _attributes(item)
+        if not page.get("LastEvaluatedKey"):
+            return found
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _attributes(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: _value(value) for name, value in item.items() if name != "model"}
 
 

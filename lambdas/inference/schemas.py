@@ -71,6 +71,20 @@ class ErrorAnswer(BaseModel):
     error: ErrorDetail
 
 
+class RunningModel(BaseModel):
+    version: str
+    arn: str
+    project: str = Field(description="The Custom Labels project's name.")
+    status: Literal["RUNNING", "STARTING"]
+    inference_units: int | None = Field(None, description="MinInferenceUnits, when Rekognition reports them.")
+    estimated_usd_per_hour: float | None = Field(
+        None, description="An estimate, not a bill: inference_units x $4 per inference-unit hour, the us-east-1 price.")
+
+
+_RUNNING = "The pipeline's other models that are RUNNING or STARTING (and bill), besides the one this answer is about."
+_RUNNING_ERROR = "Why running is missing: the models could not be listed (AccessDenied, throttling)."
+
+
 class ModelState(BaseModel):
     status: str = Field(description="NONE when no model is deployed; otherwise the live Rekognition status (RUNNING, STOPPED, STARTING, ...).")
     version: str | None = None
@@ -86,9 +100,15 @@ class ModelState(BaseModel):
     auto_start: bool = False
     emulated: bool = False
     message: str | None = None
+    running: list[RunningModel] | None = Field(None, description=_RUNNING)
+    running_cost_note: str | None = Field(None, description="How estimated_usd_per_hour is estimated (with running).")
+    running_error: str | None = Field(None, description=_RUNNING_ERROR)
 
 
 class Transition(BaseModel):
     model: ModelSummary
     previous_status: str
     message: str
+    running: list[RunningModel] | None = Field(None, description=f"{_RUNNING} Stop answers only.")
+    running_cost_note: str | None = Field(None, description="How estimated_usd_per_hour is estimated (with running).")
+    running_error: str | None = Field(None, description=_RUNNING_ERROR)

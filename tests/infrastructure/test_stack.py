@@ -180,49 +180,46 @@ def test_configured_bucket_names_are_used() -> None:
 
 
 # --- Rekognition Custom Labels access ----------------------------------------------------
+# With the current API Custom Labels reads training data and writes its output with the
+# caller's permissions ("Set up SDK permissions"): the training state machine's role carries
+# them, and no bucket policy admits the service principal any more.
 
 
-def rekognition_statements(statements: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {
-        s["Sid"]: s
-        for s in statements
-        if s.get("Principal") == {"Service": "rekognition.amazonaws.com"} and s["Effect"] == "Allow"
-    }
+def machine_statements(synthesized: Synthesized) -> list[dict[str, Any]]:
+    role = synthesized.logical_id(synthesized.stack.training.state_machine.role)
+    return [s for p in synthesized.resources("AWS::IAM::Policy").values() if {"Ref": role} in p["Properties"]["Roles"]
+            for s in p["Properties"]["PolicyDocument"]["Statement"]]
 
 
-def test_rekognition_reads_dataset_images_only(synthesized: Synthesized, ids: dict[str, str]) -> None:
-    statements = rekognition_statements(bucket_policy(synthesized, ids["dataset"]))
-    assert set(statements) == {"RekognitionBucketRead", "RekognitionObjectRead"}
-    assert statements["RekognitionObjectRead"]["Resource"] == object_arn(ids["dataset"], "images/*")
-    assert sorted(statements["RekognitionObjectRead"]["Action"]) == [
-        "s3:GetObject",
-        "s3:GetObjectAcl",
-        "s3:GetObjectTagging",
-        "s3:GetObjectVersion",
-    ]
-    assert statements["RekognitionBucketRead"]["Resource"] == arn(ids["dataset"])
-    assert sorted(statements["RekognitionBucketRead"]["Action"]) == ["s3:GetBucketAcl", "s3:GetBucketLocation"]
+def grants(statements: list[dict[str, Any]], action: str) -> list[Any]:
+    return [r for s in statements if action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+            for r in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])]
 
 
-def test_rekognition_reads_run_manifests_and_writes_run_output(synthesized: Synthesized, ids: dict[str, str]) -> None:
-    statements = rekognition_statements(bucket_policy(synthesized, ids["artifacts"]))
-    assert set(statements) == {"RekognitionBucketRead", "RekognitionObjectRead", "RekognitionOutputWrite"}
-    assert statements["RekognitionObjectRead"]["Resource"] == object_arn(ids["artifacts"], "runs/*.manifest")
-    write = statements["RekognitionOutputWrite"]
-    assert write["Action"] == "s3:PutObject"
-    assert write["Resource"] == object_arn(ids["artifacts"], "runs/*/output/*")
-    assert write["Condition"]["StringEquals"]["s3:x-amz-acl"] == "bucket-owner-full-control"
+def test_no_bucket_policy_admits_the_rekognition_service(synthesized: Synthesized, ids: dict[str, str]) -> None:
+    for bucket in ("dataset", "artifacts", "logs"):
+        assert not [s for s in bucket_policy(synthesized, ids[bucket]) if s.get("Principal") == {"Service": "rekognition.amazonaws.com"}]
 
 
-def test_rekognition_access_is_limited_to_this_account(synthesized: Synthesized, ids: dict[str, str]) -> None:
-    statements = [
-        *rekognition_statements(bucket_policy(synthesized, ids["dataset"])).values(),
-        *rekognition_statements(bucket_policy(synthesized, ids["artifacts"])).values(),
-    ]
-    assert len(statements) == 5
-    for statement in statements:
-        assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == ref("AWS::AccountId")
-    assert not rekognition_statements(bucket_policy(synthesized, ids["logs"]))
+def test_training_reads_images_and_run_manifests_only(synthesized: Synthesized, ids: dict[str, str]) -> None:
+    statements = machine_statements(synthesized)
+    for action in ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectAcl"):
+        assert sorted(map(json.dumps, grants(statements, action))) == sorted(map(json.dumps, [
+            object_arn(ids["dataset"], "images/*"),
+            object_arn(ids["artifacts"], "runs/*/train.manifest"),
+            object_arn(ids["artifacts"], "runs/*/test.manifest"),
+        ])), action
+    for action in ("s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketAcl"):
+        assert sorted(map(json.dumps, grants(statements, action))) == sorted(map(json.dumps, [arn(ids["dataset"]), arn(ids["artifacts"])])), action
+
+
+def test_training_writes_only_the_runs_output(synthesized: Synthesized, ids: dict[str, str]) -> None:
+    statements = machine_statements(synthesized)
+    assert grants(statements, "s3:PutObject") == [object_arn(ids["artifacts"], "runs/*/output/*")]
+    assert not grants(statements, "s3:DeleteObject") and not grants(statements, "s3:*")
+    # Tagging the new version at creation is authorized as rekognition:TagResource.
+    assert [json.dumps(r) for r in grants(statements, "rekognition:TagResource")] == [json.dumps(
+        {"Fn::Join": ["", ["arn:", ref("AWS::Partition"), ":rekognition:", ref("AWS::Region"), ":", ref("AWS::AccountId"), ":project/fashion-pipeline-*"]]})]
 
 
 # --- ingestion ---------------------------------------------------------------------------
@@ -491,10 +488,10 @@ def test_cdk_json_documents_every_key_with_the_dataclass_default() -> None:
 
 def test_config_parses_overrides_and_json_strings() -> None:
     config = PipelineConfig.from_context(
-        json.dumps({"removalPolicy": "destroy", "labelMapping": {"short sleeve top": "top"}, "converterBatchSize": 10})
+        json.dumps({"removalPolicy": "destroy", "labelMapping": {"short_sleeved_shirt": "top"}, "converterBatchSize": 10})
     )
     assert config.destroy_on_removal
-    assert json.loads(config.training_defaults_json)["label_mapping"] == {"short sleeve top": "top"}
+    assert json.loads(config.training_defaults_json)["label_mapping"] == {"short_sleeved_shirt": "top"}
     assert config.converter_batch_size == 10
     assert PipelineConfig.from_context(None) == PipelineConfig()
 
@@ -520,6 +517,9 @@ def test_partial_override_keeps_the_other_base_values() -> None:
         ({"labelMapping": ["top"]}, "labelMapping"),
         ({"alarmEmail": "nobody"}, "alarmEmail"),
         ({"converterBatchWindowSeconds": 0}, "converterBatchWindowSeconds"),
+        ({"labelMapping": {"short sleeve top": "top"}}, "labelMapping"),  # not a category name: every run would fail
+        # 240 h polled every 10 min would outgrow an execution's 25,000 history events.
+        ({"trainingTimeoutHours": 240, "trainingPollSeconds": 600}, "trainingPollSeconds"),
         ({"converterMemoryMB": 1024}, "converterMemoryMB"),
     ],
 )

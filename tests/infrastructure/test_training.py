@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from fashion_pipeline.local.template import Template as Resolver
-from infrastructure.training import TRANSIENT_REKOGNITION_ERRORS
+from fashion_pipeline.training import MAX_RUN_SECONDS
+from infrastructure.training_flow import TRANSIENT_REKOGNITION_ERRORS
 from tests.synthesis import Synthesized
 
 
@@ -28,7 +29,8 @@ def test_state_machine_is_logged_traced_and_bounded(synthesized: Synthesized) ->
     props = machine["Properties"]
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
-    assert definition(synthesized)["TimeoutSeconds"] == (72 + 24) * 3600
+    # A backstop above the longest run any options allow; each wait ends sooner by its poll count.
+    assert MAX_RUN_SECONDS < definition(synthesized)["TimeoutSeconds"] <= MAX_RUN_SECONDS + 2 * 3600
 
 
 def test_every_task_retries_transient_errors_and_every_failure_is_caught(synthesized: Synthesized) -> None:
@@ -63,7 +65,8 @@ def test_rekognition_permissions_are_scoped_to_the_pipelines_projects(synthesize
     for statement in rekognition:
         actions = {a for a in _list(statement["Action"]) if a.startswith("rekognition:")}
         if statement["Resource"] == "*":
-            assert actions == {"rekognition:DescribeProjects"}  # no resource-level permission exists for it
+            # No resource-level permission exists for these (Service Authorization Reference).
+            assert actions <= {"rekognition:DescribeProjects", "rekognition:CreateProject"}, actions
             continue
         assert "project/fashion-pipeline-*" in json.dumps(statement["Resource"]), statement
 
@@ -71,11 +74,24 @@ def test_rekognition_permissions_are_scoped_to_the_pipelines_projects(synthesize
 def test_workflow_functions_and_lease_table(synthesized: Synthesized) -> None:
     functions = synthesized.resources("AWS::Lambda::Function")
     handlers = {f["Properties"].get("Handler") for f in functions.values()}
-    assert {"workflow.handler.prepare", "workflow.handler.assemble", "workflow.handler.evaluate", "workflow.handler.finish"} <= handlers
+    assert {"workflow.handler.prepare", "workflow.handler.assemble", "workflow.handler.evaluate", "workflow.handler.retire",
+            "workflow.handler.finish"} <= handlers
     [table] = [t for lid, t in synthesized.resources("AWS::DynamoDB::GlobalTable").items() if "RunLocks" in lid]
     assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    [parameter] = synthesized.resources("AWS::SSM::Parameter").values()
-    assert parameter["Properties"]["Name"] == "/fashion-pipeline/model"
+
+
+def test_the_model_pointer_is_no_stack_resource(synthesized: Synthesized) -> None:
+    """A stack update that touched a CloudFormation-managed pointer would reset it and leave the
+    running model unserved and unwatched; the workflow creates and overwrites it instead."""
+    assert not synthesized.resources("AWS::SSM::Parameter")
+    states = definition(synthesized)["States"]
+    publish = states["Publish current model"]
+    assert publish["Resource"].endswith(":aws-sdk:ssm:putParameter")
+    assert publish["Parameters"]["Name"] == "/fashion-pipeline/model" and publish["Parameters"]["Overwrite"] is True
+    policies = synthesized.resources("AWS::IAM::Policy")
+    writers = [s for p in policies.values() for s in p["Properties"]["PolicyDocument"]["Statement"] if "ssm:PutParameter" in json.dumps(s["Action"])]
+    assert [json.dumps(s["Resource"]) for s in writers] == [json.dumps(
+        {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":ssm:", {"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}, ":parameter/fashion-pipeline/model"]]})]
 
 
 def test_training_requests_start_the_machine(synthesized: Synthesized) -> None:
