@@ -18,7 +18,8 @@ top-level statements, a unit is reachable when a reachable unit
   by its bare name in its own module, through an import (``from workflow.assembly import assemble_dataset``)
   or module-qualified (``lock.acquire``); names are resolved per module, not per scope, so a local
   variable that shadows a module function over-approximates;
-* imports its module (the module's top-level statements; a package's ``__init__`` with each submodule);
+* imports its module: the module's top-level statements run at cold start (``runtime = Runtime()``), a
+  package's ``__init__`` with each of its submodules;
 * for a class body: names the class (its base classes follow). A method of a named class is reachable
   when it is a dunder method or when a reachable unit accesses an attribute of that name on anything
   (``x.open(...)``, ``self._write_activity``): receivers are not typed, so any same-named method of any
@@ -47,10 +48,12 @@ A call ``receiver.method(...)`` is an AWS call when the receiver is
 arguments); ``get_waiter(name)`` the waiter's operation; S3's transfer helpers ``upload_file`` and
 ``upload_fileobj`` are PutObject (the multipart operations they may use need s3:PutObject too),
 ``download_file`` and ``download_fileobj`` are HeadObject plus GetObject. A client's operation that is
-referenced without being called (``_pages(rekognition.describe_projects, ...)``) counts as a call where it
-is referenced (its arguments are not validated). Attributes that are no
-operation (``exceptions``, ``meta``) are not calls; ``can_paginate`` and ``close`` are ignored; any
-other method called on a client is reported as not being an operation.
+referenced without being called (``_pages(rekognition.describe_projects, ...)``) counts as a call where
+it is referenced (its arguments are not validated). Attributes that are no operation (``exceptions``,
+``meta``) are not calls; ``can_paginate`` and ``close`` are ignored; any other method called on a client
+is reported as not being an operation. Not modelled: actions that depend on argument values (GetObject
+with a VersionId also needs s3:GetObjectVersion), KMS permissions of encrypted resources, and the
+state machine's own SDK integrations (not Lambda code; see the workflow contract test).
 
 What is checked
 ---------------
@@ -152,7 +155,7 @@ def _snake_operations(service: str) -> dict[str, str]:
 
 
 def _methods_of(service: str) -> frozenset[str]:
-    """What rule 4 (an operation of exactly one service) recognises: operations, and S3's transfer helpers."""
+    """What the last receiver rule (an operation of exactly one service) recognises: operations, S3's transfer helpers."""
     return frozenset(_snake_operations(service)) | (frozenset(_TRANSFERS) if service == "s3" else frozenset())
 
 
@@ -568,7 +571,7 @@ class _UnitCalls:
         return [self._record(node, service, method, operation, problems)]
 
     def _by_method(self, receiver: ast.expr, method: str) -> str | None:
-        """Rule 4: an operation of exactly one created service, on a receiver that is no package object."""
+        """The last receiver rule: an operation of exactly one created service, on a receiver that is no package object."""
         if isinstance(receiver, ast.Name) and receiver.id in ("self", "cls"):
             return None
         if self.program.resolve_expression(self.unit.module, receiver) is not None or method in self.package_methods:
@@ -796,7 +799,7 @@ class Role:
 class DeployedFunction:
     logical_id: str
     handler: str
-    role: str
+    role: str | None  # None: not a role of this template
     calls: tuple[Call, ...]
 
     def operations(self) -> set[tuple[str, str]]:
@@ -805,10 +808,8 @@ class DeployedFunction:
 
 def lambda_handler_package(handler: str, root: Path = LAMBDAS) -> str | None:
     """The lambdas/<package> of a Handler such as "workflow.handler.prepare", or None (CDK's own handlers)."""
-    parts = handler.split(".")
-    if len(parts) < 3 or not (root / parts[0]).is_dir():
-        return None
-    return parts[0]
+    package = handler.split(".")[0]
+    return package if (root / package).is_dir() else None
 
 
 def deployed_functions(template: dict[str, Any], root: Path = LAMBDAS) -> list[DeployedFunction]:
@@ -822,7 +823,7 @@ def deployed_functions(template: dict[str, Any], root: Path = LAMBDAS) -> list[D
         package = lambda_handler_package(handler, root) if isinstance(handler, str) else None
         if package is None:
             continue
-        role = props["Role"]["Fn::GetAtt"][0]
+        role = props["Role"]["Fn::GetAtt"][0] if isinstance(props.get("Role"), dict) and "Fn::GetAtt" in props["Role"] else None
         program = programs.setdefault(package, Program(package, root))
         found.append(DeployedFunction(logical_id, handler, role, tuple(program.calls(handler))))
     return found
@@ -835,10 +836,10 @@ def call_problems(functions: Iterable[DeployedFunction]) -> list[str]:
 def grant_violations(template: dict[str, Any], functions: Iterable[DeployedFunction]) -> list[str]:
     violations: list[str] = []
     for function in functions:
-        role = Role(template, function.role)
+        role = Role(template, function.role) if function.role in template.get("Resources", {}) else None
         for call in function.calls:
             for action in call.actions:
-                grant = role.allows(action)
+                grant = role.allows(action) if role else Grant(False, "its role is not defined in this template")
                 if not grant.allowed:
                     violations.append(f"{function.handler}: {call.where} calls {call.service}.{call.operation}, "
                                       f"which needs {action}; {grant.reason}")  # fmt: skip

@@ -40,14 +40,18 @@ def _by_handler(functions: list[calls.DeployedFunction]) -> dict[str, calls.Depl
 
 
 def test_every_function_with_code_under_lambdas_is_analysed(synthesized: Synthesized, functions: list[calls.DeployedFunction]) -> None:
+    # A Handler naming a missing module or function fails in the fixture (LookupError); CDK's own
+    # custom-resource handlers ("index.handler", inline code) are the only ones left out.
     analysed = {f.logical_id for f in functions}
+    skipped = {}
     for logical_id, resource in synthesized.resources("AWS::Lambda::Function").items():
         handler = resource["Properties"]["Handler"]
         if calls.lambda_handler_package(handler) is not None:
             assert logical_id in analysed, f"{logical_id} ({handler}) was not analysed"
-        else:  # CDK's own custom-resource handlers ("index.handler")
-            assert handler.split(".")[0] not in {p.name for p in calls.LAMBDAS.iterdir()}, handler
+        else:
+            skipped[logical_id] = handler
     assert analysed, "no Lambda function of lambdas/ found in the template"
+    assert all(h == "index.handler" for h in skipped.values()), f"functions left out of the analysis: {skipped}"
 
 
 def test_the_inventory_finds_the_known_calls(functions: list[calls.DeployedFunction]) -> None:
@@ -145,17 +149,18 @@ def test_the_analysis_attributes_calls_and_finds_invalid_ones(tmp_path: Path) ->
     }  # fmt: skip  # not sns (another handler), not DeleteObject (a method nobody calls)
     problems = "\n".join(p for c in found for p in c.problems)
     for expected in (
-        "handler.py:16 calls s3.get_objekt, which is not an operation",
-        "handler.py:17 calls s3.GetObject with an invalid request: Kye: unknown member",
-        "handler.py:17 calls s3.GetObject with an invalid request: Key: required member",
-        "handler.py:18 calls s3.PutObject with positional arguments",
-        "handler.py:19 calls s3.ListObjectsV2 with an invalid request: Prefx: unknown member",
-        "handler.py:21 calls s3.upload_file with ExtraArgs 'ContentTyp'",
+        "handler.py:15 calls s3.get_objekt, which is not an operation",
+        "handler.py:16 calls s3.GetObject with an invalid request: Kye: unknown member",
+        "handler.py:16 calls s3.GetObject with an invalid request: Key: required member",
+        "handler.py:17 calls s3.PutObject with positional arguments",
+        "handler.py:18 calls s3.ListObjectsV2 with an invalid request: Prefx: unknown member",
+        "handler.py:20 calls s3.upload_file with ExtraArgs 'ContentTyp'",
+        "handler.py:20 calls s3.upload_file with invalid ExtraArgs: ContentTyp: unknown member of PutObjectRequest",
         "helpers.py:3 calls dynamodb.PutItem with an invalid request: ConditionExpresion: unknown member",
     ):
         assert expected in problems, f"{expected!r} not in:\n{problems}"
     assert "ReceiveMessage" not in problems and "GetParameter" not in problems, problems
-    assert len(problems.splitlines()) == 7, problems
+    assert len(problems.splitlines()) == 8, problems
 
 
 def _template(statements: list[dict[str, Any]]) -> dict[str, Any]:
@@ -194,7 +199,7 @@ def test_grants_are_matched_by_action_wildcard_and_s3_resource_shape(tmp_path: P
     template = _template([
         {"Effect": "Allow", "Action": "s3:get*", "Resource": objects},  # HeadObject -> s3:GetObject, any case
         {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:PutObject"], "Resource": objects},  # ListBucket on objects: useless
-        {"Effect": "Allow", "NotAction": ["dynamodb:Scan"], "Resource": "*"},
+        {"Effect": "Allow", "NotAction": ["dynamodb:Scan", "s3:*"], "Resource": "*"},
         {"Effect": "Deny", "Action": "rekognition:*", "Resource": "*"},
         {"Effect": "Allow", "Action": "lambda:InvokeFunction", "Resource": "*"},
     ])  # fmt: skip

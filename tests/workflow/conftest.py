@@ -9,6 +9,7 @@ administrator (the operator), as the person who deploys and starts runs would.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -99,6 +100,16 @@ class Harness:
         except ssm.exceptions.ParameterNotFound:
             return None
 
+    def running_versions(self):
+        """(ARN, status) of every model version of the pipeline's projects that bills: RUNNING or STARTING."""
+        rekognition = self.session.client("rekognition")
+        found = []
+        for project in rekognition.describe_projects()["ProjectDescriptions"]:
+            for version in rekognition.describe_project_versions(ProjectArn=project["ProjectArn"])["ProjectVersionDescriptions"]:
+                if version["Status"] in ("RUNNING", "STARTING"):
+                    found.append((version["ProjectVersionArn"], version["Status"]))
+        return found
+
     def calls(self, operation):
         return [params for op, params in self.pipeline.custom_labels.calls if op == operation]
 
@@ -111,10 +122,19 @@ def emulated(template):
     return pipeline
 
 
+@contextlib.contextmanager
+def harness_for(template):
+    """A Harness over the stack a template describes, IAM enforced, moto reset afterwards."""
+    with mock_aws(config=MOTO_CONFIG):
+        pipeline = emulated(template)
+        try:
+            with pipeline.enforcing():
+                yield Harness(boto3.Session(region_name="us-east-1", **pipeline.operator.client_kwargs()), pipeline)
+        finally:
+            pipeline.custom_labels.reset()
+
+
 @pytest.fixture
 def harness(synthesized):
-    with mock_aws(config=MOTO_CONFIG):
-        pipeline = emulated(synthesized.template_dict)
-        with pipeline.enforcing():
-            yield Harness(boto3.Session(region_name="us-east-1", **pipeline.operator.client_kwargs()), pipeline)
-        pipeline.custom_labels.reset()
+    with harness_for(synthesized.template_dict) as built:
+        yield built

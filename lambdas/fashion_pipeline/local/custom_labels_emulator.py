@@ -178,6 +178,7 @@ class Version:
     failure: str | None
     ticks: int
     caller: Any = None  # who called CreateProjectVersion: training output is written as them
+    start_ends: tuple[str, str | None] | None = None  # a fault: how the pending start ends
     tags: dict[str, str] = field(default_factory=dict)
     status: str = "TRAINING_IN_PROGRESS"
     message: str = "The model is being trained."
@@ -209,6 +210,7 @@ class Controller:
             self._strips: dict[str, list[tuple[str, ...]]] = {}
             self._fail_training: str | None = None
             self._fail_dataset: str | None = None
+            self._start_ends: tuple[str, str | None] | None = None
             self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def settings(self, **changes: int) -> Settings:
@@ -245,6 +247,14 @@ class Controller:
         """The next project version created ends TRAINING_FAILED with this StatusMessage."""
         with self._lock:
             self._fail_training = message
+
+    def end_next_start(self, status: str, message: str | None = None) -> None:
+        """The next model started ends in ``status`` (a ProjectVersionStatus other than RUNNING,
+        e.g. FAILED) with this StatusMessage, or none at all when ``message`` is None."""
+        if status not in service_model.enum_of("rekognition", "ProjectVersionStatus") or status == "RUNNING":
+            raise ValueError(f"{status!r} is not a ProjectVersionStatus a start can end in")
+        with self._lock:
+            self._start_ends = (status, message)
 
     def fail_next_dataset(self, message: str) -> None:
         """The next dataset created ends CREATE_FAILED (CLIENT_ERROR) with this StatusMessage."""
@@ -535,7 +545,7 @@ class _Service:
         elif resource.status == "TRAINING_IN_PROGRESS":
             self._finish_training(resource)
         elif resource.status == "STARTING":
-            resource.status, resource.message = "RUNNING", "The model is running."
+            resource.status, resource.message = resource.start_ends or ("RUNNING", "The model is running.")
         elif resource.status == "STOPPING":
             resource.status, resource.message = "STOPPED", "The model is stopped."
 
@@ -782,6 +792,7 @@ class _Service:
         low = int(p.get("MinInferenceUnits") or 1)
         version.units = (low, int(p.get("MaxInferenceUnits") or low))
         version.status, version.message, version.ticks = "STARTING", "The model is starting.", self.settings.start_ticks
+        version.start_ends, self.ctl._start_ends = self.ctl._start_ends, None
         return {"Status": "STARTING"}
 
     def stop_project_version(self, p: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,7 @@ class LocalLambdaRuntime:
     def install(self) -> "LocalLambdaRuntime":
         from moto.awslambda_simple.models import LambdaSimpleBackend
 
+        _validate_calls_made_by_handlers()
         runtime = self
 
         def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: dict[str, str]) -> bytes:
@@ -116,3 +117,34 @@ class LocalLambdaRuntime:
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
+
+
+class ModelViolation(ValueError):
+    """A handler called AWS with parameters botocore's model refuses (AWS would too)."""
+
+
+_validating = False
+
+
+def _validate_calls_made_by_handlers() -> None:
+    """Every boto3 call a handler makes during an invocation is checked against botocore's
+    model first, strictly (enums, patterns, lengths; see ``service_model``), so a call AWS
+    would refuse fails here even where moto would have accepted it."""
+    global _validating
+    if _validating:
+        return
+    from botocore.client import BaseClient
+
+    from .service_model import validate_request
+
+    make_api_call = BaseClient._make_api_call
+
+    def checked(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        if identities.current() is not None:
+            violations = validate_request(self.meta.service_model.service_name, operation_name, api_params)
+            if violations:
+                raise ModelViolation(f"{self.meta.service_model.service_name}.{operation_name}: " + "; ".join(violations))
+        return make_api_call(self, operation_name, api_params)
+
+    BaseClient._make_api_call = checked  # type: ignore[method-assign]
+    _validating = True
