@@ -430,3 +430,113 @@ def test_through_a_threaded_moto_server(emulator):
     finally:
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
         server.stop()
+
+
+# -- what the service refuses ---------------------------------------------------------------------
+def test_requests_are_checked_against_the_service_model(aws, emulator):
+    """What botocore's client lets through (it checks types and minimum lengths only) the
+    service still refuses: patterns, enums, maximum lengths and ranges."""
+    _, rek = aws
+    for call, needle in (
+        (lambda: rek.create_project(ProjectName="has spaces"), "ProjectName"),
+        (lambda: rek.create_project(ProjectName="x" * 256), "ProjectName"),
+        (lambda: rek.create_project(ProjectName="p", Tags={"aws:reserved": "x"}), "reserved prefix"),
+        (lambda: rek.describe_projects(MaxResults=101), "MaxResults"),
+        (lambda: rek.describe_dataset(DatasetArn="arn:aws:rekognition:us-east-1:123456789012:project/p/1"), "DatasetArn"),
+    ):
+        with pytest.raises(ClientError) as excinfo:
+            call()
+        assert error_code(excinfo) == "InvalidParameterException" and needle in excinfo.value.response["Error"]["Message"]
+    # The same request through Step Functions (no client-side validation) meets the same check.
+    with pytest.raises(ClientError) as excinfo:
+        boto3.client("rekognition", region_name="us-east-1", config=Config(parameter_validation=False)).create_dataset(
+            ProjectArn="arn:aws:rekognition:us-east-1:123456789012:project/p/1", DatasetType="VALIDATION")
+    assert error_code(excinfo) == "InvalidParameterException" and "DatasetType: 'VALIDATION' is not one of TRAIN, TEST" in excinfo.value.response["Error"]["Message"]
+
+
+def test_only_modelled_errors_can_be_injected(emulator):
+    with pytest.raises(ValueError, match="not an error of Rekognition's CreateProject"):
+        emulator.inject_error("CreateProject", "ResourceAlreadyExistsException")  # CreateProject says ResourceInUseException
+    emulator.inject_error("CreateDataset", "ResourceAlreadyExistsException")
+
+
+def truncated(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def test_an_image_that_does_not_decode_is_invalid(aws):
+    """A header that probes fine over a truncated body: Rekognition cannot decode it."""
+    s3, rek = aws
+    broken_png = truncated(image((300, 200), (10, 200, 90)))
+    s3.put_object(Bucket=BUCKET, Key="img/cut.png", Body=broken_png)
+    cut_line = line("img/cut.png", (300, 200), [("skirt", Box("skirt", 10, 10, 100, 100))])
+    s3.put_object(Bucket=BUCKET, Key="cut.manifest", Body=f"{TRAIN[0]}\n{cut_line}\n")
+    project = rek.create_project(ProjectName="p")["ProjectArn"]
+    arn = rek.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource=source("cut.manifest"))["DatasetArn"]
+    described, _ = wait(lambda: rek.describe_dataset(DatasetArn=arn), ["DatasetDescription"], {"CREATE_COMPLETE", "CREATE_FAILED"})
+    assert described["DatasetStats"]["ErrorEntries"] == 1 and described["DatasetStats"]["TotalEntries"] == 2
+
+    project, version = make_model(rek, name="q")
+    wait(describe_version(rek, project), [], {"TRAINING_COMPLETED"})
+    rek.start_project_version(ProjectVersionArn=version, MinInferenceUnits=1)
+    wait(describe_version(rek, project), [], {"RUNNING"})
+    for data in (broken_png, truncated(IMG_B)):
+        with pytest.raises(ClientError) as excinfo:
+            rek.detect_custom_labels(ProjectVersionArn=version, Image={"Bytes": data})
+        assert error_code(excinfo) == "InvalidImageFormatException"
+
+
+
+def test_a_starting_model_cannot_be_stopped(aws, emulator):
+    """The API reference stops "a running model"; the emulator takes the strict reading."""
+    _, rek = aws
+    emulator.settings(start_ticks=2)
+    project, version = make_model(rek)
+    wait(describe_version(rek, project), [], {"TRAINING_COMPLETED"})
+    rek.start_project_version(ProjectVersionArn=version, MinInferenceUnits=1)
+    with pytest.raises(ClientError) as excinfo:
+        rek.stop_project_version(ProjectVersionArn=version)
+    assert error_code(excinfo) == "ResourceInUseException"
+    wait(describe_version(rek, project), [], {"RUNNING"})
+    assert rek.stop_project_version(ProjectVersionArn=version)["Status"] == "STOPPING"
+
+
+def test_describe_answers_can_lack_their_optional_members(aws, emulator):
+    _, rek = aws
+    emulator.fail_next_dataset("ERROR_MANIFEST_TOO_FEW_LABELS: too few labels")
+    project = rek.create_project(ProjectName="p")["ProjectArn"]
+    arn = rek.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource=source("train.manifest"))["DatasetArn"]
+    emulator.strip("DescribeDataset", "DatasetDescription.StatusMessage", times=1)
+    assert "StatusMessage" not in rek.describe_dataset(DatasetArn=arn)["DatasetDescription"]
+    assert rek.describe_dataset(DatasetArn=arn)["DatasetDescription"]["StatusMessage"].startswith("ERROR_MANIFEST_TOO_FEW_LABELS")
+    emulator.strip("DescribeProjects", "ProjectDescriptions", times=1)
+    assert rek.describe_projects()["ProjectDescriptions"] == []
+    assert len(rek.describe_projects()["ProjectDescriptions"]) == 1
+
+
+def test_reads_and_writes_are_the_callers(emulator):
+    """With IAM enforced, a caller who may read the manifest but not the images gets the
+    dataset's terminal error naming the action (the output side: tests/workflow)."""
+    from fashion_pipeline.local import authorization
+
+    with mock_aws():
+        admin = boto3.Session(region_name="us-east-1")
+        put_data(admin.client("s3"))
+        iam = admin.client("iam")
+        iam.create_user(UserName="trainer")
+        keys = iam.create_access_key(UserName="trainer")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "rekognition:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::{BUCKET}/train.manifest", f"arn:aws:s3:::{BUCKET}/test.manifest"]},
+        ]}
+        iam.put_user_policy(UserName="trainer", PolicyName="p", PolicyDocument=json.dumps(policy))
+        with authorization.enforcing():
+            rek = boto3.client("rekognition", region_name="us-east-1", config=NO_RETRY,
+                               aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"])
+            project = rek.create_project(ProjectName="p")["ProjectArn"]
+            arn = rek.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource=source("train.manifest"))["DatasetArn"]
+            described, _ = wait(lambda: rek.describe_dataset(DatasetArn=arn), ["DatasetDescription"], {"CREATE_COMPLETE", "CREATE_FAILED"})
+        assert described["Status"] == "CREATE_FAILED"
+        message = described["StatusMessage"]
+        assert message.startswith("ERROR_INVALID_PERMISSIONS_IMAGES_S3_BUCKET")
+        assert f"User: arn:aws:iam::123456789012:user/trainer is not authorized to perform: s3:GetObject on resource: arn:aws:s3:::{BUCKET}/img/" in message
