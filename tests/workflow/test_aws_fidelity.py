@@ -54,31 +54,23 @@ def failure_of(harness, described) -> dict:
 
 
 # -- 1. training reads its data and writes its output with the caller's permissions ----------------
-def test_without_the_manifest_read_grant_the_dataset_fails_naming_the_action(synthesized, sample):
-    template = without_grant(synthesized.template_dict, "TrainingStateMachineRole", "s3:GetObject")
+@pytest.mark.parametrize(("action", "starts", "names"), [
+    # Custom Labels reads the manifest as the caller: the dataset fails with its terminal error.
+    ("s3:GetObject", "DatasetCreationFailed: train dataset: ERROR_INVALID_PERMISSIONS_MANIFEST_S3_BUCKET",
+     "is not authorized to perform: s3:GetObject on resource: arn:aws:s3:::"),
+    # ... and writes the training output as the caller: the training fails.
+    ("s3:PutObject", "TrainingFailed: training: ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET",
+     "is not authorized to perform: s3:PutObject on resource: arn:aws:s3:::"),
+    # Tagging the new version at creation is authorized as rekognition:TagResource.
+    ("rekognition:TagResource", "Rekognition.AccessDeniedException", "is not authorized to perform: rekognition:TagResource"),
+])
+def test_a_run_without_one_machine_grant_fails_naming_the_action(synthesized, sample, action, starts, names):
+    template = without_grant(synthesized.template_dict, "TrainingStateMachineRole", action)
     with harness_for(template) as harness:
         harness.upload_and_convert(sample)
         outcome = failure_of(harness, harness.run())
-    assert outcome["reason"].startswith("DatasetCreationFailed: train dataset: ERROR_INVALID_PERMISSIONS_MANIFEST_S3_BUCKET")
-    assert "is not authorized to perform: s3:GetObject on resource: arn:aws:s3:::" in outcome["reason"]
+    assert outcome["reason"].startswith(starts) and names in outcome["reason"], outcome["reason"]
     assert "assumed-role/FashionPipeline-TrainingStateMachineRole" in outcome["reason"]
-
-
-def test_without_the_output_write_grant_training_fails_naming_the_action(synthesized, sample):
-    template = without_grant(synthesized.template_dict, "TrainingStateMachineRole", "s3:PutObject")
-    with harness_for(template) as harness:
-        harness.upload_and_convert(sample)
-        outcome = failure_of(harness, harness.run())
-    assert outcome["reason"].startswith("TrainingFailed: training: ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET")
-    assert "not authorized to perform: s3:PutObject on resource: arn:aws:s3:::" in outcome["reason"] and "/output/" in outcome["reason"]
-
-
-def test_without_the_tagging_grant_creating_the_version_is_denied(synthesized, sample):
-    template = without_grant(synthesized.template_dict, "TrainingStateMachineRole", "rekognition:TagResource")
-    with harness_for(template) as harness:
-        harness.upload_and_convert(sample)
-        outcome = failure_of(harness, harness.run())
-    assert "Rekognition.AccessDeniedException" in outcome["reason"] and "rekognition:TagResource" in outcome["reason"]
 
 
 def test_a_function_without_its_grant_fails_where_aws_would(synthesized, sample):
