@@ -94,17 +94,18 @@ class InferenceApi(Construct):
             model_parameter.grant_read(function.role)
             function.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[versions]))
             acknowledge(function.role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/{PROJECT_PREFIX}*]",
-                        "The deployed model version is chosen at run time by the training workflow; the grant "
-                        f"covers only this pipeline's '{PROJECT_PREFIX}' projects and the listed model actions.")
+                        "Model versions are created per training run, so their ARNs are known only at run time (the API "
+                        "serves the deployed one; the running ones are described and may be stopped); the grant covers "
+                        f"only this pipeline's '{PROJECT_PREFIX}' projects and the listed model actions.")
             # Its own policy, so that its '*' is acknowledged here and not by the role's X-Ray one.
             listing = iam.Policy(function, "ListProjects", roles=[function.role], statements=[
                 iam.PolicyStatement(actions=["rekognition:DescribeProjects"], resources=["*"])])
             acknowledge(listing, "AwsSolutions-IAM5[Resource::*]",
                         "rekognition:DescribeProjects has no resource-level permission; it finds the pipeline's "
-                        f"'{PROJECT_PREFIX}' projects, whose running models are then described and stopped "
-                        "under the project-scoped grant above.")
+                        f"'{PROJECT_PREFIX}' projects, whose models are then described (and idle ones stopped by "
+                        "the auto-stop) under the project-scoped grant above.")
         self.activity_table.grant_read_write_data(self.inference.role)
-        self.activity_table.grant_read_write_data(self.autostop.role)  # records when it saw the model running
+        self.activity_table.grant_read_write_data(self.autostop.role)  # reads every model's record, notes what it saw
 
     def _rest_api(self, config: PipelineConfig) -> apigw.RestApi:
         access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention(config.log_retention_days),

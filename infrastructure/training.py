@@ -122,7 +122,7 @@ class TrainingWorkflow(Construct):
         role = self.state_machine.role
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*), CloudWatch Logs delivery "
-                    "and rekognition:DescribeProjects have no resource-level permissions; every other "
+                    "and rekognition:DescribeProjects and CreateProject have no resource-level permissions; every other "
                     "Rekognition action is limited to this pipeline's projects.")
         acknowledge(role, _PROJECTS_FINDING, _PROJECTS_REASON)
         acknowledge(role, "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",

@@ -9,6 +9,7 @@ and prints what happened at each stage.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import time
@@ -48,12 +49,16 @@ def _post(url: str, body: bytes, content_type: str, accept: str) -> tuple[int, b
 def main() -> int:
     import boto3
 
-    from .local.server import start
+    from .local.server import OPERATOR_KEYS, start
     from .sample import generate
 
     began = time.monotonic()
     t = _stage("starting local mode (synthesizes the CDK app, then emulates its resources)")
     local = start(port=_free_port(), api_port=_free_port())
+    # The demo drives local mode as its user does, with the keys the README tells them to export.
+    os.environ.update(dict(zip(("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"), OPERATOR_KEYS)))
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        os.environ.pop(name, None)
     info = local.info()
     _done(t, json.dumps(info))
     try:

@@ -21,7 +21,7 @@ from inference.model import Settings
 MODEL_PARAMETER = "/fashion-pipeline/model"
 DATASET_BUCKET = "fashion-dataset-test"
 ACTIVITY_TABLE = "fashion-model-activity-test"
-PROJECT_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/fashion/1700000000000"
+PROJECT_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/fashion-pipeline-demo/1700000000000"
 VERSION_NAME = "fashion.2026-11-28T10.00.00"
 VERSION_ARN = f"{PROJECT_ARN.rsplit('/', 1)[0]}/version/{VERSION_NAME}/1700000000001"
 POINTER = {
@@ -182,12 +182,22 @@ def labels(*items: tuple[str, float, tuple[float, float, float, float] | None]) 
     return {"CustomLabels": out}
 
 
+def version(project_arn: str, name: str, status: str = "RUNNING", units: int | None = 1) -> dict[str, Any]:
+    """A DescribeProjectVersions description of version ``name`` of a project."""
+    arn = f"{project_arn.rsplit('/', 1)[0]}/version/{name}/1700000000002"
+    return {"ProjectVersionArn": arn, "Status": status, "StatusMessage": f"The model is {status}.", "MinInferenceUnits": units}
+
+
 @dataclass
 class FakeRekognition:
-    """DetectCustomLabels and the model lifecycle, answered from attributes."""
+    """DetectCustomLabels and the model lifecycle, answered from attributes: ``status`` is the
+    deployed version's (in PROJECT_ARN), ``others`` more versions by project ARN, listed
+    ``page_size`` to a page."""
 
     response: dict[str, Any] = field(default_factory=lambda: labels(("trousers", 91.5, (0.25, 0.5, 0.5, 0.45))))
     status: str = "RUNNING"
+    others: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    page_size: int = 100
     failures: dict[str, list[Exception]] = field(default_factory=dict)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -210,12 +220,24 @@ class FakeRekognition:
             raise client_error("ResourceNotReadyException", "DetectCustomLabels")
         return self.response
 
+    def _page(self, key: str, items: list[Any], params: dict[str, Any]) -> dict[str, Any]:
+        start = int(params.get("NextToken") or 0)
+        end = start + self.page_size
+        return {key: items[start:end], **({"NextToken": str(end)} if end < len(items) else {})}
+
+    def describe_projects(self, **params: Any) -> dict[str, Any]:
+        self._call("DescribeProjects", params)
+        return self._page("ProjectDescriptions", [{"ProjectArn": arn, "Status": "CREATED"} for arn in dict.fromkeys([PROJECT_ARN, *self.others])], params)
+
     def describe_project_versions(self, **params: Any) -> dict[str, Any]:
         self._call("DescribeProjectVersions", params)
-        return {"ProjectVersionDescriptions": [{
-            "ProjectVersionArn": VERSION_ARN, "Status": self.status, "StatusMessage": f"The model is {self.status}.",
-            "MinInferenceUnits": POINTER["inference_units"],
-        }]}  # fmt: skip
+        project = params["ProjectArn"]
+        if project != PROJECT_ARN and project not in self.others:
+            raise client_error("ResourceNotFoundException", "DescribeProjectVersions")
+        deployed = [{**version(PROJECT_ARN, VERSION_NAME, self.status, POINTER["inference_units"]), "ProjectVersionArn": VERSION_ARN}]
+        versions = (deployed if project == PROJECT_ARN else []) + self.others.get(project, [])
+        names = params.get("VersionNames")
+        return self._page("ProjectVersionDescriptions", [v for v in versions if not names or v["ProjectVersionArn"].split("/")[-2] in names], params)
 
     def start_project_version(self, **params: Any) -> dict[str, Any]:
         self._call("StartProjectVersion", params)
@@ -224,7 +246,13 @@ class FakeRekognition:
 
     def stop_project_version(self, **params: Any) -> dict[str, Any]:
         self._call("StopProjectVersion", params)
-        self.status = "STOPPING"
+        other = [v for versions in self.others.values() for v in versions if v["ProjectVersionArn"] == params["ProjectVersionArn"]]
+        if not other:
+            self.status = "STOPPING"
+        elif other[0]["Status"] != "RUNNING":  # as the emulator: only a RUNNING model stops
+            raise client_error("ResourceInUseException", "StopProjectVersion")
+        else:
+            other[0]["Status"] = "STOPPING"
         return {"Status": "STOPPING"}
 
 
@@ -258,6 +286,9 @@ class FakeDynamoDB:
     def get_item(self, **params: Any) -> dict[str, Any]:
         item = self.items.get(params["Key"]["model"]["S"])
         return {"Item": item} if item else {}
+
+    def scan(self, **params: Any) -> dict[str, Any]:
+        return {"Items": [{**item, "model": {"S": model}} for model, item in self.items.items()]}
 
 
 class Clock:

@@ -55,6 +55,20 @@ class Model:
         raise AssertionError(f"stuck at {status}")
 
 
+def trained(rek, project_name, name):
+    """A project with the sample manifest as its datasets, and a version trained on it."""
+    project = rek.create_project(ProjectName=project_name)["ProjectArn"]
+    for kind in ("TRAIN", "TEST"):
+        source = {"GroundTruthManifest": {"S3Object": {"Bucket": DATASET_BUCKET, "Name": "manifests/train.manifest"}}}
+        dataset = rek.create_dataset(ProjectArn=project, DatasetType=kind, DatasetSource=source)["DatasetArn"]
+        assert rek.describe_dataset(DatasetArn=dataset)["DatasetDescription"]["Status"] == "CREATE_COMPLETE"
+    version = rek.create_project_version(ProjectArn=project, VersionName=name,
+                                         OutputConfig={"S3Bucket": DATASET_BUCKET, "S3KeyPrefix": "output/"})["ProjectVersionArn"]  # fmt: skip
+    model = Model(rek, project, version, name)
+    assert model.settle() == "TRAINING_COMPLETED"
+    return model
+
+
 @pytest.fixture
 def deployed():
     """A RUNNING model (memoriser), its pointer in SSM, the activity table, the API wired to it."""
@@ -70,16 +84,8 @@ def deployed():
         line = manifest_line(record, BOXES, LabelCatalogue())
         s3.put_object(Bucket=DATASET_BUCKET, Key="manifests/train.manifest", Body=line + "\n")
         rek = boto3.client("rekognition", region_name=REGION)
-        project = rek.create_project(ProjectName="fashion")["ProjectArn"]
-        for kind in ("TRAIN", "TEST"):
-            source = {"GroundTruthManifest": {"S3Object": {"Bucket": DATASET_BUCKET, "Name": "manifests/train.manifest"}}}
-            dataset = rek.create_dataset(ProjectArn=project, DatasetType=kind, DatasetSource=source)["DatasetArn"]
-            assert rek.describe_dataset(DatasetArn=dataset)["DatasetDescription"]["Status"] == "CREATE_COMPLETE"
-        name = "fashion.v1"
-        version = rek.create_project_version(ProjectArn=project, VersionName=name,
-                                             OutputConfig={"S3Bucket": DATASET_BUCKET, "S3KeyPrefix": "output/"})["ProjectVersionArn"]  # fmt: skip
-        model = Model(rek, project, version, name)
-        assert model.settle() == "TRAINING_COMPLETED"
+        model = trained(rek, "fashion-pipeline-demo", "fashion.v1")
+        project, version, name = model.project, model.arn, model.name
         rek.start_project_version(ProjectVersionArn=version, MinInferenceUnits=1)
         assert model.settle() == "RUNNING"
         pointer = {"project_version_arn": version, "project_arn": project, "version_name": name, "dataset": "demo",
@@ -98,11 +104,19 @@ def deployed():
     controller.reset()
 
 
-def run_autostop(model, minutes_after_deploy, idle_minutes=30):
+def run_round(minutes_after_deploy, idle_minutes=30):
     autostop.reset(settings=settings(idle_minutes=idle_minutes), wall=lambda: T0 + minutes_after_deploy * 60)
     event = {"version": "0", "id": "e-1", "detail-type": "Scheduled Event", "source": "aws.events", "account": "123456789012",
              "time": "2026-11-28T12:00:00Z", "region": REGION, "resources": ["arn:aws:events:us-east-1:123456789012:rule/autostop"], "detail": {}}  # fmt: skip
-    return autostop.handler(event, LambdaContext(function_name="autostop"))
+    result = autostop.handler(event, LambdaContext(function_name="autostop"))
+    assert result["failures"] == []
+    return result
+
+
+def run_autostop(model, minutes_after_deploy, idle_minutes=30):
+    """One round; what it decided for ``model``."""
+    [found] = [m for m in run_round(minutes_after_deploy, idle_minutes)["models"] if m["model"] == model.arn]
+    return found
 
 
 def activity(model):
@@ -210,4 +224,24 @@ def test_autostop_gives_a_restarted_model_its_window(deployed):
 
 def test_autostop_with_no_model_deployed(deployed):
     boto3.client("ssm", region_name=REGION).put_parameter(Name=MODEL_PARAMETER, Type="String", Value='{"status":"none"}', Overwrite=True)
-    assert run_autostop(deployed, 100) == {"action": "none", "stop": False, "reason": "no model is deployed", "status": "NONE"}
+    result = run_round(100)
+    assert result["deployed"] is None
+    # Still watched: no longer deployed and never seen before, it gets a full window.
+    assert [(m["model"], m["action"], m["deployed"]) for m in result["models"]] == [(deployed.arn, "keep", False)]
+    assert run_autostop(deployed, 130)["action"] == "stopped"
+
+
+def test_a_model_started_from_the_console_is_listed_and_stopped_when_idle(deployed):
+    console = trained(deployed.rek, "fashion-pipeline-shoes", "shoes.v1")
+    deployed.rek.start_project_version(ProjectVersionArn=console.arn, MinInferenceUnits=2)
+    assert console.settle() == "RUNNING"
+    listed = [{"version": "shoes.v1", "arn": console.arn, "project": "fashion-pipeline-shoes", "status": "RUNNING",
+               "inference_units": 2, "estimated_usd_per_hour": 8.0}]  # fmt: skip
+    assert call(api_event("GET", "/model")).json["running"] == listed
+    stopped = call(api_event("POST", "/model/stop")).json
+    assert stopped["running"] == listed and "1 other model(s)" in stopped["message"]
+    first = run_round(100)
+    assert [(m["model"], m["action"]) for m in first["models"]] == [(deployed.arn, "keep"), (console.arn, "keep")]  # STOPPING, and never seen
+    assert run_autostop(console, 129)["action"] == "keep"
+    assert run_autostop(console, 130)["action"] == "stopped"
+    assert console.settle() == "STOPPED"

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from inference import handler as api
+from inference import schemas
 
 from .conftest import (
     DATASET_BUCKET,
@@ -23,6 +24,7 @@ from .conftest import (
     image_bytes,
     install,
     labels,
+    version,
 )
 
 JPEG = image_bytes(640, 480)
@@ -360,7 +362,8 @@ def test_get_model(fakes):
     assert body["deployed_at"] == "2026-11-28T10:30:00.123Z"
     assert body["running_since"] == "2026-11-28T11:40:00Z"  # the recorded start, later than the deployment
     assert body["last_request_at"] == "2026-11-28T11:56:40Z"
-    assert fakes.rekognition.ops("DescribeProjectVersions") == [{"ProjectArn": POINTER["project_arn"], "VersionNames": [VERSION_NAME]}]
+    assert fakes.rekognition.ops("DescribeProjectVersions")[0] == {"ProjectArn": POINTER["project_arn"], "VersionNames": [VERSION_NAME]}
+    assert body["running"] == [] and "us-east-1" in body["running_cost_note"]
 
 
 def test_get_model_when_stopped_and_when_none(fakes):
@@ -399,6 +402,52 @@ def test_stop_model_then_stop_again_is_409(fakes):
     assert (answer.status, answer.error["code"], answer.error["model"]["status"]) == (409, "model_conflict", "STOPPING")
 
 
+SHOES = "arn:aws:rekognition:us-east-1:123456789012:project/fashion-pipeline-shoes/1700000000100"
+
+
+def test_stop_lists_what_still_runs_with_costs(fakes):
+    fakes.rekognition.others = {
+        POINTER["project_arn"]: [version(POINTER["project_arn"], "demo.old", units=3)],
+        SHOES: [version(SHOES, "shoes.v1", status="STARTING", units=1), version(SHOES, "shoes.v0", status="STOPPED")],
+    }
+    answer = call(api_event("POST", "/model/stop"))
+    assert answer.status == 202
+    body = answer.json
+    assert [(m["version"], m["project"], m["status"], m["inference_units"], m["estimated_usd_per_hour"]) for m in body["running"]] == [
+        ("demo.old", "fashion-pipeline-demo", "RUNNING", 3, 12.0),
+        ("shoes.v1", "fashion-pipeline-shoes", "STARTING", 1, 4.0),
+    ]  # the stopped model itself and the STOPPED one are not listed
+    assert body["running"][1]["arn"] == fakes.rekognition.others[SHOES][0]["ProjectVersionArn"]
+    assert "estimate" in body["running_cost_note"] and "us-east-1" in body["running_cost_note"]
+    assert body["message"] == "the model is stopping; 2 other model(s) of the pipeline still bill: see running"
+    assert "running_error" not in body
+    schemas.Transition.model_validate(body)  # the answer is what the OpenAPI document says
+
+
+@pytest.mark.parametrize("code", ["AccessDeniedException", "ThrottlingException"])
+def test_stop_succeeds_when_the_running_models_cannot_be_listed(fakes, code):
+    fakes.rekognition.fail("DescribeProjects", code)
+    answer = call(api_event("POST", "/model/stop"))
+    assert answer.status == 202 and answer.json["model"]["status"] == "STOPPING"
+    assert "running" not in answer.json and code in answer.json["running_error"]
+    assert fakes.rekognition.ops("StopProjectVersion") == [{"ProjectVersionArn": VERSION_ARN}]
+
+
+def test_get_model_lists_what_else_runs(fakes):
+    fakes.rekognition.others = {SHOES: [version(SHOES, "shoes.v1", units=None)]}
+    [running] = call(api_event("GET", "/model")).json["running"]
+    assert (running["version"], running["inference_units"], running["estimated_usd_per_hour"]) == ("shoes.v1", None, None)
+    schemas.ModelState.model_validate(call(api_event("GET", "/model")).json)
+    fakes.ssm.value = json.dumps({"status": "none"})
+    fakes.clock.advance(61)
+    body = call(api_event("GET", "/model")).json
+    assert body["status"] == "NONE"
+    assert [m["version"] for m in body["running"]] == [VERSION_NAME, "shoes.v1"]  # nothing deployed: everything that runs
+    fakes.rekognition.fail("DescribeProjects", "AccessDeniedException")
+    body = call(api_event("GET", "/model")).json
+    assert body["status"] == "NONE" and "AccessDeniedException" in body["running_error"]
+
+
 def test_transition_race_is_409(fakes):
     fakes.rekognition.fail("StopProjectVersion", "ResourceInUseException")
     answer = call(api_event("POST", "/model/stop"))
@@ -435,6 +484,10 @@ def test_openapi_document(fakes):
     for ref in _refs(document):
         assert ref.split("/")[-1] in schemas, ref
     assert set(schemas["DetectionRequest"]["properties"]) == {"image", "s3_key", "min_confidence", "max_results"}
+    for answer in ("ModelState", "Transition"):
+        assert {"running", "running_cost_note", "running_error"} <= set(schemas[answer]["properties"]), answer
+    assert set(schemas["RunningModel"]["properties"]) == {"version", "arn", "project", "status", "inference_units", "estimated_usd_per_hour"}
+    assert "estimate" in schemas["RunningModel"]["properties"]["estimated_usd_per_hour"]["description"]
 
 
 def _refs(node):

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from fashion_pipeline.lifecycle import (
     MAX_CLOCK_SKEW,
+    PROJECT_PREFIX,
     ModelPointer,
     PointerError,
     idle_decision,
@@ -18,10 +19,16 @@ from fashion_pipeline.lifecycle import (
     latest,
     parse_pointer,
     parse_time,
+    project_name,
     retry_after,
+    running_models,
+    version_name,
+    watch,
+    watched_projects,
 )
+from fashion_pipeline.training import run_names
 
-from .conftest import POINTER
+from .conftest import POINTER, PROJECT_ARN, VERSION_ARN, VERSION_NAME, version
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
 WINDOW = 30
@@ -164,3 +171,110 @@ def test_decision_properties(status, last_activity, running_since, idle_minutes)
         assert usable and all(NOW - m >= timedelta(minutes=idle_minutes) for m in usable)
     elif status == "RUNNING" and decision.idle_seconds is not None:
         assert decision.idle_seconds < idle_minutes * 60
+
+
+# -- every model of the pipeline's projects ----------------------------------------------
+DEPLOYED = parse_pointer(json.dumps({**POINTER, "deployed_at": iso(ago(20))}))
+SHOES = "arn:aws:rekognition:us-east-1:123456789012:project/fashion-pipeline-shoes/1700000000100"
+OTHER = "arn:aws:rekognition:us-east-1:123456789012:project/someone-else/1700000000300"
+
+
+def epoch(moment):
+    return int(moment.timestamp())
+
+
+def test_names_from_arns():
+    assert (project_name(PROJECT_ARN), project_name(VERSION_ARN), version_name(VERSION_ARN)) == ("fashion-pipeline-demo", "fashion-pipeline-demo", VERSION_NAME)
+
+
+def test_the_pipeline_names_its_projects_with_the_prefix():
+    assert run_names("shoes", NOW, "exec-1")["project_name"].startswith(PROJECT_PREFIX)
+
+
+def test_watched_projects_are_the_deployed_ones_then_the_pipelines():
+    assert watched_projects([OTHER, SHOES, PROJECT_ARN], DEPLOYED) == [PROJECT_ARN, SHOES]
+    assert watched_projects([], DEPLOYED) == [PROJECT_ARN]  # listing failed: still the deployed model's
+    assert watched_projects([OTHER, SHOES], None) == [SHOES]
+
+
+def check(*descriptions, activity=None, deployed=DEPLOYED, project=PROJECT_ARN):
+    found = watch(project, descriptions, activity or {}, deployed=deployed, now=NOW, idle_minutes=WINDOW)
+    return {w.arn: w for w in found}
+
+
+def test_each_running_version_has_its_own_reference():
+    old, newer = version(PROJECT_ARN, "demo.old"), version(PROJECT_ARN, "demo.newer")
+    activity = {
+        VERSION_ARN: {"observed_status": "RUNNING"},
+        old["ProjectVersionArn"]: {"observed_status": "RUNNING", "last_request_at": epoch(ago(35)), "started_at": epoch(ago(50))},
+        newer["ProjectVersionArn"]: {"observed_status": "RUNNING", "last_request_at": epoch(ago(90)), "running_seen_at": epoch(ago(10))},
+    }
+    deployed_version = {**version(PROJECT_ARN, VERSION_NAME), "ProjectVersionArn": VERSION_ARN}
+    found = check(deployed_version, old, newer, activity=activity)
+    assert not found[VERSION_ARN].decision.stop and found[VERSION_ARN].decision.since == ago(20)  # its deployment
+    assert found[VERSION_ARN].deployed and not found[old["ProjectVersionArn"]].deployed
+    # The deployment is the deployed version's alone: the old one counts from its last request.
+    assert found[old["ProjectVersionArn"]].decision.stop and found[old["ProjectVersionArn"]].decision.since == ago(35)
+    assert not found[newer["ProjectVersionArn"]].decision.stop and found[newer["ProjectVersionArn"]].decision.since == ago(10)
+    assert all(not w.record for w in found.values())  # nothing changed: nothing to write
+
+
+def test_a_version_never_seen_counts_from_now():
+    console = version(SHOES, "shoes.console")
+    [found] = check(console, project=SHOES).values()
+    assert not found.decision.stop and found.running_since == NOW
+    assert found.record == {"running_seen_at": epoch(NOW), "observed_status": "RUNNING"}
+    # Used through the API long ago (deployed then), never seen by the auto-stop: it may just have started.
+    [found] = check(console, activity={console["ProjectVersionArn"]: {"last_request_at": epoch(ago(600))}}, project=SHOES).values()
+    assert not found.decision.stop and found.decision.since == NOW
+
+
+def test_the_deployed_version_never_seen_counts_from_its_deployment():
+    deployed_version = {**version(PROJECT_ARN, VERSION_NAME), "ProjectVersionArn": VERSION_ARN}
+    found = check(deployed_version, deployed=parse_pointer(json.dumps({**POINTER, "deployed_at": iso(ago(31))})))[VERSION_ARN]
+    assert found.decision.stop and found.record == {"observed_status": "RUNNING"}
+
+
+def test_a_start_since_the_last_round_counts_from_now():
+    shoes = version(SHOES, "shoes.v1")
+    for previous in ("STOPPED", "STARTING", "STOPPING"):
+        activity = {shoes["ProjectVersionArn"]: {"observed_status": previous, "last_request_at": epoch(ago(600)), "running_seen_at": epoch(ago(600))}}
+        [found] = check(shoes, activity=activity, project=SHOES).values()
+        assert not found.decision.stop and found.running_since == NOW and found.record["running_seen_at"] == epoch(NOW), previous
+
+
+def test_a_starting_version_is_recorded_and_kept():
+    starting = version(SHOES, "shoes.v2", status="STARTING")
+    [found] = check(starting, activity={starting["ProjectVersionArn"]: {"last_request_at": epoch(ago(600))}}, project=SHOES).values()
+    assert not found.decision.stop and "STARTING" in found.decision.reason
+    assert found.record == {"observed_status": "STARTING"}
+
+
+def test_versions_that_do_not_bill_are_ignored_unless_recorded_billing():
+    stopped, failed = version(SHOES, "shoes.v1", status="STOPPED"), version(SHOES, "shoes.v0", status="TRAINING_FAILED")
+    activity = {stopped["ProjectVersionArn"]: {"observed_status": "RUNNING", "running_seen_at": epoch(ago(60))}}
+    found = check(stopped, failed, activity=activity, project=SHOES)
+    # Stopped from the console since the last round: noted, so that a later start counts afresh.
+    assert list(found) == [stopped["ProjectVersionArn"]]
+    assert found[stopped["ProjectVersionArn"]].record == {"observed_status": "STOPPED"} and not found[stopped["ProjectVersionArn"]].decision.stop
+
+
+def test_the_deployed_version_is_watched_in_any_status():
+    deployed_version = {**version(PROJECT_ARN, VERSION_NAME, status="STOPPED"), "ProjectVersionArn": VERSION_ARN}
+    assert check(deployed_version)[VERSION_ARN].status == "STOPPED"
+    assert check()[VERSION_ARN].status == "NOT_FOUND"  # its project no longer lists it
+    assert check(project=SHOES) == {}  # another project's listing says nothing about it
+
+
+def test_running_models_with_cost_estimates():
+    listed = [
+        version(SHOES, "shoes.v1", units=2), version(SHOES, "shoes.v2", status="STARTING", units=None),
+        version(SHOES, "shoes.v0", status="STOPPED"), {**version(PROJECT_ARN, VERSION_NAME), "ProjectVersionArn": VERSION_ARN},
+    ]  # fmt: skip
+    assert running_models(listed, exclude=VERSION_ARN) == [
+        {"version": "shoes.v1", "arn": listed[0]["ProjectVersionArn"], "project": "fashion-pipeline-shoes", "status": "RUNNING",
+         "inference_units": 2, "estimated_usd_per_hour": 8.0},
+        {"version": "shoes.v2", "arn": listed[1]["ProjectVersionArn"], "project": "fashion-pipeline-shoes", "status": "STARTING",
+         "inference_units": None, "estimated_usd_per_hour": None},
+    ]  # fmt: skip
+    assert [m["version"] for m in running_models(listed, exclude=None)] == ["shoes.v1", "shoes.v2", VERSION_NAME]

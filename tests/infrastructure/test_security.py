@@ -73,40 +73,50 @@ def test_every_acknowledgement_is_justified(synthesized: Synthesized) -> None:
 
 
 def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None:
+    """Each acknowledgement, where it is made: a new one must be reviewed and added here."""
     stack = synthesized.stack
     dataset = synthesized.logical_id(stack.storage.dataset_bucket)
     artifacts = synthesized.logical_id(stack.storage.artifacts_bucket)
     training = stack.training
-    workflow = (training.prepare_function, training.assemble_function, training.evaluate_function, training.finish_function)
-    rules = sorted(rule for _, rule, _ in acknowledgements(synthesized.app))
-    assert rules == sorted(
-        [
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
-            "AwsSolutions-IAM5[Resource::*]",
-            f"AwsSolutions-IAM5[Resource::<{dataset}.Arn>/annotations/*]",
-            f"AwsSolutions-IAM5[Resource::<{dataset}.Arn>/images/*]",
-            f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/fragments/*]",
-            f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/reports/*]",
-            "AwsSolutions-L1",
-            # The training workflow: its state machine and its four functions.
-            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
-            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/fashion-pipeline-*]",
-            *(f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(f)}.Arn>:*]" for f in workflow),
-            *(["AwsSolutions-L1", "AwsSolutions-IAM5[Resource::*]"] * 4),
-            "AwsSolutions-IAM5[Resource::*]",  # the state machine: X-Ray and DescribeProjects
-            f"AwsSolutions-IAM5[Resource::<{dataset}.Arn>/requests/*]",
-            f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/fragments/*]",
-            f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/reports/*]",
-            *([f"AwsSolutions-IAM5[Resource::<{artifacts}.Arn>/runs/*]"] * 3),
-            # The inference API: its two functions, the REST API and API Gateway's logging role.
-            *(["AwsSolutions-L1", "AwsSolutions-IAM5[Resource::*]"] * 2),
-            *(["AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/fashion-pipeline-*]"] * 2),
-            f"AwsSolutions-IAM5[Resource::<{dataset}.Arn>/images/*]",
-            "AwsSolutions-APIG3",
-            "AwsSolutions-COG4",
-            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
-        ]
-    )
+    projects = "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/fashion-pipeline-*]"
+    xray = "AwsSolutions-IAM5[Resource::*]"
+
+    def objects(bucket: str, pattern: str) -> str:
+        return f"AwsSolutions-IAM5[Resource::<{bucket}.Arn>/{pattern}]"
+
+    def function(path: str, *role_rules: str) -> list[tuple[str, str]]:
+        return [(f"{path}/Function", "AwsSolutions-L1"), (f"{path}/Role", xray), *((f"{path}/Role", r) for r in role_rules)]
+
+    root, train, api = "FashionPipeline", "FashionPipeline/Training", "FashionPipeline/Api"
+    expected = [
+        (f"{root}/BucketNotificationsHandler050a0587b7544547bf325f094a3db834",
+         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"),
+        *function(f"{root}/Ingestion/Converter", objects(dataset, "annotations/*"), objects(dataset, "images/*"),
+                  objects(artifacts, "fragments/*"), objects(artifacts, "reports/*")),
+        *function(f"{train}/PrepareFunction", objects(dataset, "requests/*")),
+        *function(f"{train}/Assemble", objects(artifacts, "fragments/*"), objects(artifacts, "reports/*"), objects(artifacts, "runs/*")),
+        *function(f"{train}/EvaluateFunction", objects(artifacts, "runs/*")),
+        *function(f"{train}/RetireFunction", projects),
+        *function(f"{train}/FinishFunction", objects(artifacts, "runs/*")),
+        # The state machine: X-Ray, log delivery, DescribeProjects/CreateProject; its functions;
+        # the topic's key; and what Custom Labels reads and writes as its caller.
+        *((f"{train}/StateMachine/Role", rule) for rule in (
+            xray, projects, "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            objects(dataset, "images/*"), objects(artifacts, "runs/*/train.manifest"), objects(artifacts, "runs/*/test.manifest"),
+            objects(artifacts, "runs/*/output/*"),
+            *(f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(f)}.Arn>:*]" for f in (
+                training.prepare_function, training.assemble_function, training.evaluate_function, training.retire_function,
+                training.finish_function)))),
+        # The inference API: its two functions (each may list the projects), the REST API and its logging role.
+        *function(f"{api}/Inference", projects, objects(dataset, "images/*")),
+        (f"{api}/Inference/ListProjects", xray),
+        *function(f"{api}/AutoStop", projects),
+        (f"{api}/AutoStop/ListProjects", xray),
+        (f"{api}/RestApi", "AwsSolutions-APIG3"),
+        (f"{api}/RestApi", "AwsSolutions-COG4"),
+        (f"{api}/RestApi", "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]"),
+    ]
+    assert sorted((path, rule) for path, rule, _ in acknowledgements(synthesized.app)) == sorted(expected)
 
 
 @pytest.fixture(scope="module")

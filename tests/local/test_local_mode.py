@@ -177,3 +177,14 @@ def test_the_page_from_local_mode_in_a_real_browser(local, trained, tmp_path):
         assert all(abs(a - b) <= 1 for g, e in zip(got, expected) for a, b in zip(g[1:], e[1:]))
         assert page.locator("#garments li").count() == len(expected)
         browser.close()
+
+
+def test_local_mode_runs_the_templates_schedules(synthesized):
+    """The idle auto-stop runs in local mode on the template's own schedule, as its own role."""
+    from fashion_pipeline.local.server import _schedules
+    from fashion_pipeline.local.template import Template
+
+    resolver = Template(synthesized.template_dict)
+    [(function, seconds)] = _schedules(resolver)
+    [autostop] = [lid for lid, r in synthesized.resources("AWS::Lambda::Function").items() if r["Properties"].get("Handler") == "inference.autostop.handler"]
+    assert (function, seconds) == (resolver.name(autostop), 300)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -134,6 +135,8 @@ def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", 
     for mapping in resolver.of_type("AWS::Lambda::EventSourceMapping"):
         _thread(local, _poll_queue, resolver.properties(mapping))
     _thread(local, _forward_training_requests, relay, starter)
+    for function, seconds in _schedules(resolver):
+        _thread(local, _run_on_schedule, function, seconds)
     return local
 
 
@@ -184,6 +187,37 @@ def _publish_outputs(session: Any, resolver: Template, api_url: str) -> dict[str
         warnings.simplefilter("ignore")
         session.client("cloudformation").create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(body))
     return outputs
+
+
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def _schedules(resolver: Template) -> list[tuple[str, int]]:
+    """(function name, period in seconds) of each scheduled rule targeting a function (the
+    idle auto-stop), so that local mode stops idle models as the deployment would."""
+    found = []
+    for lid in resolver.of_type("AWS::Events::Rule"):
+        props = resolver.properties(lid)
+        match = _RATE.match(props.get("ScheduleExpression") or "")
+        if not match:
+            continue
+        for target in props.get("Targets", []):
+            if ":function:" in str(target.get("Arn")):
+                found.append((str(target["Arn"]).rsplit(":", 1)[-1], int(match[1]) * _UNIT_SECONDS[match[2].rstrip("s")]))
+    return found
+
+
+def _run_on_schedule(local: LocalPipeline, function: str, seconds: int) -> None:
+    """EventBridge's scheduled invocation (as the function's own role, like every invocation)."""
+    while not local._stop.wait(seconds):
+        event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+                 "account": ACCOUNT, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": local.session.region_name,
+                 "resources": [], "detail": {}}
+        try:
+            local.pipeline.runtime.invoke(function, json.dumps(event))
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            print(f"local mode: scheduled {function} failed: {exc}", file=sys.stderr)
 
 
 def _sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
