@@ -89,15 +89,18 @@ class TrainingFlow:
         self.grants = grants
         self.topic = topic
         self.tasks_to_catch: list[sfn.TaskStateBase | sfn.Map] = []
+        # The one failure path every error reaches: record, free the dataset, notify.
+        self.failed = self._lambda("Record failure", functions.finish, {"outcome": "failed", "state.$": "$"}, "$.notification", catch=False)
 
     # -- building blocks ------------------------------------------------------------------------
-    def _lambda(self, id: str, function: lambda_.IFunction, payload: dict, result_path: str) -> tasks.LambdaInvoke:
+    def _lambda(self, id: str, function: lambda_.IFunction, payload: dict, result_path: str, *, catch: bool = True) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(
             self.scope, id, lambda_function=function, payload=sfn.TaskInput.from_object(payload),
             payload_response_only=True, result_path=result_path, retry_on_service_exceptions=False,
         )
         task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
-        self.tasks_to_catch.append(task)
+        if catch:
+            self.tasks_to_catch.append(task)
         return task
 
     def _sdk(self, id: str, action: str, parameters: dict, *, result_path: str | None, resources: list[str],
@@ -176,8 +179,6 @@ class TrainingFlow:
     # -- the definition -------------------------------------------------------------------------
     def definition(self) -> sfn.IChainable:
         f, g = self.functions, self.grants
-        self.failed = self._lambda("Record failure", f.finish, {"outcome": "failed", "state.$": "$"}, "$.notification")
-        self.tasks_to_catch.remove(self.failed)  # the failure path cannot fail into itself
         run = "$.run"
         prepare = self._lambda("Prepare", f.prepare, {"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}, "$.run")
         assemble = self._lambda("Assemble manifests", f.assemble, {"run.$": run}, "$.assembly")
@@ -283,11 +284,12 @@ class TrainingFlow:
                    .when(sfn.Condition.string_equals("$.notification.message.status", "failed"),
                          sfn.Fail(self.scope, "Run failed", error="TrainingRunFailed", cause_path="$.notification.message.reason"))
                    .otherwise(sfn.Succeed(self.scope, "Run finished", output_path="$.notification.message")))
-        self._notify("Notify").next(outcome)
-        self._notify("Notify failure").next(outcome)
-        finish_ok.next(self._notifications["Notify"])
-        finish_skip.next(self._notifications["Notify"])
-        self.failed.next(self._notifications["Notify failure"])
+        notify, notify_failure = self._notify("Notify"), self._notify("Notify failure")
+        notify.next(outcome)
+        notify_failure.next(outcome)
+        finish_ok.next(notify)
+        finish_skip.next(notify)
+        self.failed.next(notify_failure)
 
         # -- wiring ---------------------------------------------------------------------------------
         deletion_done = sfn.Pass(self.scope, "Previous datasets deleted")
@@ -330,7 +332,7 @@ class TrainingFlow:
             task.add_catch(self.failed, errors=["States.ALL"], result_path="$.error")
         return prepare
 
-    def _notify(self, id: str) -> sfn.IChainable:
+    def _notify(self, id: str) -> sfn.Chain:
         publish = tasks.SnsPublish(
             self.scope, f"{id} by email", topic=self.topic, subject=sfn.JsonPath.string_at("$.notification.subject"),
             message=sfn.TaskInput.from_json_path_at("States.JsonToString($.notification.message)"), result_path=sfn.JsonPath.DISCARD,
@@ -350,6 +352,4 @@ class TrainingFlow:
         publish.add_catch(event, result_path="$.notify_error")
         event.add_catch(done, result_path="$.notify_error")
         start.next(publish).next(event).next(done)
-        self._notifications = getattr(self, "_notifications", {})
-        self._notifications[id] = start
         return sfn.Chain.custom(start, [done], done)
