@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
-
-from infrastructure.config import CONTEXT_KEY, PipelineConfig
-from infrastructure.nag import add_security_checks
-from infrastructure.stack import FashionPipelineStack
-
 ROOT = Path(__file__).resolve().parent
+# The constructs check the shipped core's rules at synthesis (training options and their
+# history budget), so its package must import even where the project is not pip-installed.
+if str(ROOT / "lambdas") not in sys.path:
+    sys.path.insert(0, str(ROOT / "lambdas"))
+
+import aws_cdk as cdk  # noqa: E402
+
+from infrastructure.config import CONTEXT_KEY, PipelineConfig  # noqa: E402
+from infrastructure.nag import add_security_checks  # noqa: E402
+from infrastructure.stack import FashionPipelineStack  # noqa: E402
+
 STACK_ID = "FashionPipeline"
 
 
