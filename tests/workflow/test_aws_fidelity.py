@@ -83,16 +83,6 @@ def test_a_function_without_its_grant_fails_where_aws_would(synthesized, sample)
     assert "AccessDeniedException" in described["cause"] and "dynamodb:PutItem" in described["cause"]
 
 
-# -- 2. transient errors are retried by their modelled names -------------------------------------
-def test_an_internal_error_is_retried(harness, sample):
-    harness.upload_and_convert(sample)
-    harness.pipeline.custom_labels.inject_error("CreateProjectVersion", "InternalServerError", times=2)
-    harness.pipeline.custom_labels.inject_error("DescribeDataset", "ThrottlingException", times=3)
-    described = harness.run()
-    assert described["status"] == "SUCCEEDED", described
-    assert len(harness.calls("CreateProjectVersion")) == 3
-
-
 # -- 3. a describe without its optional members never skips the failure path -----------------------
 def test_a_failed_dataset_without_a_message_still_records_the_failure(harness, sample):
     harness.upload_and_convert(sample)

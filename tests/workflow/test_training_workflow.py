@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from tests.workflow.conftest import FAST
 
 
@@ -80,9 +82,13 @@ def test_retraining_reuses_the_project_and_replaces_its_datasets(harness, sample
     assert len(harness.calls("CreateProjectVersion")) == 2
 
 
-def test_throttling_is_retried_with_backoff(harness, sample):
+@pytest.mark.parametrize("code", ["ThrottlingException", "InternalServerError"])
+def test_transient_errors_are_retried_with_backoff(harness, sample, code):
+    """By their modelled names (InternalServerError is Rekognition.InternalServerErrorException);
+    a describe that outlasts its retries inside a polling loop counts as a poll without news."""
     harness.upload_and_convert(sample)
-    harness.pipeline.custom_labels.inject_error("CreateProjectVersion", "ThrottlingException", times=2)
+    harness.pipeline.custom_labels.inject_error("CreateProjectVersion", code, times=2)
+    harness.pipeline.custom_labels.inject_error("DescribeDataset", code, times=3)
     described = harness.run()
     assert described["status"] == "SUCCEEDED", described
     assert len(harness.calls("CreateProjectVersion")) == 3
