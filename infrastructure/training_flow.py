@@ -198,9 +198,10 @@ class TrainingFlow:
         delete_one = self._sdk("Delete dataset", "deleteDataset", {"DatasetArn.$": "$.DatasetArn"}, result_path=None,
                                resources=g.project_arns, catch=False)  # a state inside a Map cannot catch into the outer machine
         delete_one.add_retry(errors=["Rekognition.ResourceInUseException"], interval=Duration.seconds(10), backoff_rate=2.0, max_attempts=5)
+        nothing_to_delete = sfn.Pass(self.scope, "Nothing to delete")
+        delete_one.add_catch(nothing_to_delete, errors=["Rekognition.ResourceNotFoundException"], result_path=sfn.JsonPath.DISCARD)  # gone already
         delete_datasets.item_processor(
-            sfn.Choice(self.scope, "Dataset named?").when(sfn.Condition.is_present("$.DatasetArn"), delete_one)
-            .otherwise(sfn.Pass(self.scope, "Nothing to delete")))
+            sfn.Choice(self.scope, "Dataset named?").when(sfn.Condition.is_present("$.DatasetArn"), delete_one).otherwise(nothing_to_delete))
         self.tasks_to_catch.append(delete_datasets)
 
         # -- new datasets from this run's manifests -----------------------------------------------

@@ -342,6 +342,9 @@ class Analysis:
         else:
             after = knowledge
         for catcher in state.get("Catch", []):
+            if catcher.get("ResultPath", "$") is None:  # the error is discarded: the input goes on
+                yield catcher["Next"], knowledge
+                continue
             path = parse_path(catcher.get("ResultPath", "$"))
             error = Obj((("Cause", Trusted()), ("Error", Trusted())))
             yield catcher["Next"], Knowledge(error, frozenset()) if path == () else knowledge.write(path, error)
