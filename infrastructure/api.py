@@ -8,7 +8,7 @@ a running model bills by the hour whether it is used or not.
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -23,7 +23,7 @@ from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge
-from infrastructure.training import PROJECT_PREFIX
+from infrastructure.training import PROJECT_PREFIX, project_arns
 
 # API Gateway hands these request bodies to Lambda base64-encoded, and turns a base64
 # Lambda answer back into bytes when the client accepts one of them.
@@ -85,14 +85,13 @@ class InferenceApi(Construct):
         self.api = self._rest_api(config)
 
     def _grant(self, model_parameter: ssm.IStringParameter) -> None:
-        versions = f"arn:{Aws.PARTITION}:rekognition:{Aws.REGION}:{Aws.ACCOUNT_ID}:project/{PROJECT_PREFIX}*"
         for function, actions in (
             (self.inference, ["rekognition:DetectCustomLabels", "rekognition:DescribeProjectVersions",
                               "rekognition:StartProjectVersion", "rekognition:StopProjectVersion"]),
             (self.autostop, ["rekognition:DescribeProjectVersions", "rekognition:StopProjectVersion"]),
         ):
             model_parameter.grant_read(function.role)
-            function.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=[versions]))
+            function.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=project_arns()))
             acknowledge(function.role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/{PROJECT_PREFIX}*]",
                         "Model versions are created per training run, so their ARNs are known only at run time (the API "
                         "serves the deployed one; the running ones are described and may be stopped); the grant covers "

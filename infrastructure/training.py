@@ -24,14 +24,12 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from fashion_pipeline.training import MAX_RUN_SECONDS
+from fashion_pipeline.training import MAX_RUN_SECONDS, PROJECT_PREFIX
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge
 from infrastructure.storage import IMAGES_PREFIX, REQUESTS_PREFIX, RUNS_PREFIX
 from infrastructure.training_flow import FlowFunctions, FlowGrants, TrainingFlow
-
-PROJECT_PREFIX = "fashion-pipeline-"
 
 
 def project_arns() -> list[str]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
+from .training import PROJECT_PREFIX
+
 RUNNING = "RUNNING"
 STARTING = "STARTING"
 STOPPING = "STOPPING"
@@ -25,9 +27,6 @@ NOT_FOUND = "NOT_FOUND"  # the pointer names a version Rekognition does not know
 # Statuses in which a model version bills by the inference-unit hour, or is about to.
 BILLING = (RUNNING, STARTING)
 
-# The training workflow names a dataset's project "fashion-pipeline-<dataset>"
-# (fashion_pipeline.training.run_names); the pipeline's IAM grants cover exactly these.
-PROJECT_PREFIX = "fashion-pipeline-"
 # What an inference unit costs an hour in us-east-1; other regions differ, hence "estimate".
 USD_PER_INFERENCE_UNIT_HOUR = 4.0
 COST_NOTE = (f"estimated_usd_per_hour is an estimate: MinInferenceUnits x ${USD_PER_INFERENCE_UNIT_HOUR:g} per "
@@ -104,10 +103,7 @@ def parse_pointer(text: str | None) -> ModelPointer | None:
 def models_to_stop(descriptions: Iterable[Mapping[str, Any]], *, keep: str) -> list[str]:
     """The versions (DescribeProjectVersions descriptions) to stop when ``keep`` takes over:
     every other one that is running or starting, in the order given."""
-    return [
-        str(d["ProjectVersionArn"]) for d in descriptions
-        if d.get("ProjectVersionArn") and d["ProjectVersionArn"] != keep and d.get("Status") in BILLING
-    ]
+    return [model["arn"] for model in running_models(descriptions, exclude=keep)]
 
 
 def project_name(arn: str) -> str:

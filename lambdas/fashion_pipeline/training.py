@@ -12,6 +12,9 @@ from typing import Any
 from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Each dataset trains in the Custom Labels project "fashion-pipeline-<dataset>"; the pipeline's
+# IAM grants (infrastructure/training.py) and its auto-stop cover exactly these projects.
+PROJECT_PREFIX = "fashion-pipeline-"
 
 # An execution holds at most 25,000 history events; one more fails it with an error no Catch
 # sees, skipping the failure path (Step Functions quotas: "Maximum execution history size",
@@ -109,41 +112,37 @@ class TrainingOptions:
     def catalogue(self) -> LabelCatalogue:
         return LabelCatalogue(mapping=self.label_mapping)
 
-    @property
-    def limits(self) -> dict[str, int]:
-        """How many times each loop of the workflow polls before it gives up.
-
-        A poll period of 0 (tests, the emulator) counts as 1 s: the bound is a number of polls.
-        """
+    def _loops(self) -> list[tuple[str, int, int]]:
+        """Each polling loop a run goes through once: (its HistoryBudget field, how many times
+        it polls before it gives up, seconds between polls). A poll period of 0 (tests, the
+        emulator) counts as 1 s: the bound is a number of polls. The two datasets wait in turn."""
         def polls(seconds: float, period: int) -> int:
             return max(1, math.ceil(seconds / max(period, 1)))
 
-        wait = polls(self.wait_timeout_minutes * 60, self.start_poll_seconds)
-        return {
-            "deletion_polls": wait,
-            "dataset_polls": wait,
-            "training_polls": polls(self.training_timeout_hours * 3600, self.poll_seconds),
-            "model_polls": wait,
-        }
+        start, wait = max(self.start_poll_seconds, 1), polls(self.wait_timeout_minutes * 60, self.start_poll_seconds)
+        training = polls(self.training_timeout_hours * 3600, self.poll_seconds)
+        return [("deletion", wait, start), ("dataset", wait, start), ("dataset", wait, start),
+                ("training", training, max(self.poll_seconds, 1)), ("model", wait, start)]
+
+    @property
+    def limits(self) -> dict[str, int]:
+        """How many times each loop of the workflow polls before it gives up (``<loop>_polls``)."""
+        return {f"{field}_polls": count for field, count, _ in self._loops()}
 
     def history_events(self, budget: HistoryBudget = WORKFLOW_HISTORY) -> int:
         """The most history events a run with these options can write."""
-        limits = self.limits
-        return (budget.fixed + limits["deletion_polls"] * budget.deletion + 2 * limits["dataset_polls"] * budget.dataset
-                + limits["training_polls"] * budget.training + limits["model_polls"] * budget.model)
+        return budget.fixed + sum(count * getattr(budget, field) for field, count, _ in self._loops())
 
     @property
     def max_run_seconds(self) -> int:
         """The longest a run can take: every wait at its bound (what the dataset lease must cover)."""
-        limits = self.limits
-        start = max(self.start_poll_seconds, 1)
-        return (limits["deletion_polls"] + 2 * limits["dataset_polls"] + limits["model_polls"]) * start + limits["training_polls"] * max(self.poll_seconds, 1)
+        return sum(count * period for _, count, period in self._loops())
 
     def _check_history(self, budget: HistoryBudget = WORKFLOW_HISTORY) -> None:
         events = self.history_events(budget)
         if events <= HISTORY_EVENT_LIMIT:
             return
-        others = events - self.limits["training_polls"] * budget.training
+        others = events - self.limits["training_polls"] * budget.training  # what the training loop does not write
         room = (HISTORY_EVENT_LIMIT - others) // budget.training
         if room < 1:
             raise OptionsError(
@@ -173,7 +172,7 @@ def run_names(dataset: str, now: dt.datetime, execution_name: str) -> dict[str, 
     run_id = f"{stamp}-{suffix}"
     return {
         "run_id": run_id,
-        "project_name": f"fashion-pipeline-{dataset}",
+        "project_name": f"{PROJECT_PREFIX}{dataset}",
         "version_name": f"{dataset}-{run_id}"[:255],
         "prefix": f"runs/{dataset}/{run_id}/",
     }

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import json
 
-from fashion_pipeline.local.template import Template as Resolver
 from fashion_pipeline.training import MAX_RUN_SECONDS
 from infrastructure.training_flow import TRANSIENT_REKOGNITION_ERRORS
+from tests.infrastructure.workflow_contract import all_states, definition
 from tests.synthesis import Synthesized
-
-
-def definition(synthesized: Synthesized) -> dict:
-    [(logical_id, machine)] = synthesized.resources("AWS::StepFunctions::StateMachine").items()
-    return json.loads(Resolver(synthesized.template_dict).resolve(machine["Properties"]["DefinitionString"]))
-
-
-def all_states(states: dict) -> dict:
-    found = {}
-    for name, state in states.items():
-        found[name] = state
-        for inner in (state.get("ItemProcessor") or state.get("Iterator") or {}).get("States", {}).items():
-            found.update(all_states(dict([inner])))
-    return found
 
 
 def test_state_machine_is_logged_traced_and_bounded(synthesized: Synthesized) -> None:

@@ -31,7 +31,6 @@ from fashion_pipeline.local.service_model import (
     step_functions_error_name,
     validate_step_functions_parameters,
 )
-from fashion_pipeline.local.template import Template as Resolver
 from fashion_pipeline.training import HISTORY_EVENT_LIMIT, MAX_TRAINING_TIMEOUT_HOURS, WORKFLOW_HISTORY, HistoryBudget, OptionsError, TrainingOptions
 from tests.infrastructure import workflow_contract as contract
 from tests.synthesis import Synthesized
@@ -57,18 +56,7 @@ LOOP_BUDGET = {"deletion_polls": "deletion", "dataset_polls": "dataset", "traini
 
 @pytest.fixture(scope="module")
 def machine(synthesized: Synthesized) -> dict[str, Any]:
-    [resource] = synthesized.resources("AWS::StepFunctions::StateMachine").values()
-    return json.loads(Resolver(synthesized.template_dict).resolve(resource["Properties"]["DefinitionString"]))
-
-
-def all_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found = {}
-    for name, state in states.items():
-        found[name] = state
-        processor = state.get("ItemProcessor") or state.get("Iterator")
-        if processor:
-            found.update(all_states(processor["States"]))
-    return found
+    return contract.definition(synthesized)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +66,7 @@ def analysis(machine: dict[str, Any]) -> contract.Analysis:
 
 def test_every_sdk_task_sends_valid_parameters(machine: dict[str, Any]) -> None:
     problems, checked = [], 0
-    for name, state in all_states(machine["States"]).items():
+    for name, state in contract.all_states(machine["States"]).items():
         if state["Type"] != "Task":
             continue
         match = contract.SDK.match(state["Resource"])
@@ -107,7 +95,7 @@ def test_a_wrong_parameter_is_caught_by_the_same_check() -> None:
 
 def test_every_retried_or_caught_error_can_happen(machine: dict[str, Any]) -> None:
     problems = []
-    for name, state in all_states(machine["States"]).items():
+    for name, state in contract.all_states(machine["States"]).items():
         match = contract.SDK.match(state.get("Resource", ""))
         if match:
             service = contract._SERVICE.get(match["service"], match["service"])

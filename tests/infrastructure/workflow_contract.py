@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fashion_pipeline.local.service_model import ModelError, output_member
+from fashion_pipeline.local.template import Template as Resolver
 
 Path = tuple[Any, ...]
 SDK = re.compile(r"^arn:aws:states:::aws-sdk:(?P<service>[a-z0-9]+):(?P<action>\w+)$")
@@ -30,6 +31,23 @@ _PATH = re.compile(r"(?<![\$\w])\$((?:\.[A-Za-z_][\w\-]*|\[\d+\])*)")
 _SEGMENT = re.compile(r"\.([A-Za-z_][\w\-]*)|\[(\d+)\]")
 _SERVICE = {"sfn": "stepfunctions", "eventbridge": "events"}
 TASK_EVENTS, RETRY_EVENTS, STATE_EVENTS, FAIL_EVENTS, MAP_EVENTS, MAP_ITEM_EVENTS = 5, 3, 2, 1, 4, 2
+
+
+def definition(synthesized: Any) -> dict[str, Any]:
+    """The state machine's definition as CloudFormation would resolve it."""
+    [resource] = synthesized.resources("AWS::StepFunctions::StateMachine").values()
+    return json.loads(Resolver(synthesized.template_dict).resolve(resource["Properties"]["DefinitionString"]))
+
+
+def all_states(states: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every state by name, those of Map item processors included."""
+    found = {}
+    for name, state in states.items():
+        found[name] = state
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if processor:
+            found.update(all_states(processor["States"]))
+    return found
 
 
 def parse_path(text: str) -> Path | None:

@@ -21,6 +21,7 @@ import pytest
 from moto import mock_aws
 
 from fashion_pipeline.local.environment import emulate
+from fashion_pipeline.local.server import sqs_record
 from fashion_pipeline.sample import generate
 
 MODEL_PARAMETER = "/fashion-pipeline/model"  # cdk.json's modelParameterName
@@ -62,9 +63,8 @@ class Harness:
     def convert(self, key):
         """What S3 -> SQS -> Lambda delivers for an uploaded annotation object."""
         notification = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": self.dataset_bucket}, "object": {"key": key}}}]}
-        record = {"messageId": uuid.uuid4().hex, "receiptHandle": "local", "body": json.dumps(notification), "attributes": {},
-                  "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-                  "awsRegion": "us-east-1"}
+        message = {"MessageId": uuid.uuid4().hex, "ReceiptHandle": "local", "Body": json.dumps(notification)}
+        record = sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:annotations", "us-east-1")
         answer = json.loads(self.pipeline.runtime.invoke(self.pipeline.function("converter.handler.handler"), json.dumps({"Records": [record]})))
         assert answer == {"batchItemFailures": []}, answer
         return answer

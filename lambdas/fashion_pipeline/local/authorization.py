@@ -226,6 +226,11 @@ class Caller:
     account: str
     policies: tuple[Any, ...]
 
+    @classmethod
+    def of(cls, access_key: Any, account: str) -> "Caller":
+        """The principal behind a key moto authenticated (its IAMUserAccessKey or AssumedRoleAccessKey)."""
+        return cls(access_key.arn, account, _policy_documents(access_key))
+
     def decide(self, check: Check, resource_policy: Any = None) -> iam_policy.Decision:
         request = self.request(check)
         return iam_policy.evaluate(request, self.policies, resource_policy)
@@ -267,8 +272,7 @@ def caller_of(headers: Any, account: str, region: str) -> Caller | None:
 
     authorization = headers.get("Authorization", "")
     key_id = authorization.partition("Credential=")[2].partition("/")[0]
-    access_key = create_access_key(account_id=account, partition="aws", access_key_id=key_id, headers=headers)
-    return Caller(access_key.arn, account, _policy_documents(access_key))
+    return Caller.of(create_access_key(account_id=account, partition="aws", access_key_id=key_id, headers=headers), account)
 
 
 def s3_denial(caller: Caller | None, action: str, bucket: str, key: str) -> str | None:
@@ -317,7 +321,7 @@ def _check_action_permitted(self: Any, resource: str) -> None:
     if self._action == "sts:GetCallerIdentity":  # always allowed, even under an explicit deny
         return
     call = Call(service, operation, _params(self), self._path, self._region, self.account_id, self._headers, resource)
-    caller = Caller(self._access_key.arn, self.account_id, _policy_documents(self._access_key))
+    caller = Caller.of(self._access_key, self.account_id)
     checks = _checks(call)
     for check in checks + _implied(call, checks):
         message = caller.denial(check, _bucket_policy(call) if check.action.startswith("s3:") else None)

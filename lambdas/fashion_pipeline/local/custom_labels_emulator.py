@@ -48,7 +48,7 @@ What it does:
 What it does not do: learn or generalise; report AveragePrecision, AverageRecall or a
 confusion matrix; write manifest snapshots or validation manifests; enforce service quotas or
 the "too many invalid rows" ratio; emulate UpdateDatasetEntries, ListDatasetEntries, tagging
-calls (tags on create are checked and kept), copying models, project policies, training from
+calls (tags given on create are checked, not kept), copying models, project policies, training from
 ``TrainingData``/``TestingData`` manifests (the older API; datasets are required) or content
 moderation. Which of the S3 actions the guide lists Custom Labels really checks is not
 documented; the emulator requires s3:GetObject on the manifest and each image and s3:PutObject
@@ -147,7 +147,6 @@ class Project:
     created: float
     feature: str
     datasets: dict[str, str] = field(default_factory=dict)  # TRAIN/TEST -> dataset ARN
-    tags: dict[str, str] = field(default_factory=dict)
     status: str = "CREATED"
     ticks: int = 0
 
@@ -179,7 +178,6 @@ class Version:
     ticks: int
     caller: Any = None  # who called CreateProjectVersion: training output is written as them
     start_ends: tuple[str, str | None] | None = None  # a fault: how the pending start ends
-    tags: dict[str, str] = field(default_factory=dict)
     status: str = "TRAINING_IN_PROGRESS"
     message: str = "The model is being trained."
     ended: float | None = None
@@ -418,10 +416,10 @@ class _Service:
             raise ServiceError("ResourceNotFoundException", f"The {what} {arn} was not found.")
         return table[arn]
 
-    def _read(self, bucket: Any, key: Any, version: Any = None, caller: Any = None) -> bytes | None:
-        """The object's bytes, or None when it does not exist; raises _Denied when the caller
-        (this request's, unless given) may not read it."""
-        denial = authorization.s3_denial(caller or self.caller, "s3:GetObject", str(bucket), str(key))
+    def _read(self, bucket: Any, key: Any, version: Any = None) -> bytes | None:
+        """The object's bytes, or None when it does not exist; raises _Denied when this
+        request's caller may not read it."""
+        denial = authorization.s3_denial(self.caller, "s3:GetObject", str(bucket), str(key))
         if denial:
             raise _Denied(denial)
         try:
@@ -602,7 +600,7 @@ class _Service:
         if any(project.name == name for project in self.store.projects.values()):
             raise ServiceError("ResourceInUseException", f"A project named {name} already exists.")
         now = time.time()
-        project = Project(f"{self._prefix(name)}/{int(now * 1000)}", name, now, feature, tags=dict(p.get("Tags") or {}))
+        project = Project(f"{self._prefix(name)}/{int(now * 1000)}", name, now, feature)
         self.store.projects[project.arn] = project
         return {"ProjectArn": project.arn}
 
@@ -724,7 +722,7 @@ class _Service:
         now = time.time()
         arn = f"{self._prefix(project.name)}/version/{name}/{int(now * 1000)}"
         version = Version(arn, name, project, now, dict(output), train, test, inputs, failure, self.settings.training_ticks,
-                          caller=self.caller, tags=dict(p.get("Tags") or {}), memory=_memory(train))
+                          caller=self.caller, memory=_memory(train))
         self.store.versions[arn] = version
         return {"ProjectVersionArn": arn}
 

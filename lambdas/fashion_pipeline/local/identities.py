@@ -117,9 +117,8 @@ def operator(*, access_key_id: str | None = None, secret_access_key: str | None 
     except Exception:  # noqa: BLE001 - moto raises its own NoSuchEntity
         user = iam.create_user(None, OPERATOR_USER, path="/", tags=[])
         iam.put_user_policy(OPERATOR_USER, "Administrator", json.dumps(ADMINISTRATOR))
-    wanted = access_key_id
     for key in user.access_keys:
-        if wanted is None or key.access_key_id == wanted:
+        if access_key_id is None or key.access_key_id == access_key_id:
             return Identity(user.arn, key.access_key_id, key.secret_access_key)
     key = iam.create_access_key(OPERATOR_USER)
     if access_key_id is not None:

@@ -92,6 +92,12 @@ class LocalPipeline:
             "state_machine_arn": self.outputs["StateMachineArn"],
         }
 
+    def client_as(self, role_arn: str, service_principal: str, session_name: str, service: str) -> Any:
+        """A client of the local endpoint signing as a session of ``role_arn``, as the AWS
+        service ``service_principal`` would use it on the deployment's behalf."""
+        identity = identities.assume(role_arn, service_principal, session_name=session_name)
+        return _EndpointSession(self.endpoint, self.session.region_name, identity).client(service)
+
     def shutdown(self) -> None:
         self._stop.set()
         for stop in reversed(self._stops):
@@ -220,7 +226,8 @@ def _run_on_schedule(local: LocalPipeline, function: str, seconds: int) -> None:
             print(f"local mode: scheduled {function} failed: {exc}", file=sys.stderr)
 
 
-def _sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    """A ReceiveMessage message as Lambda's SQS event source hands it to the function."""
     return {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
@@ -240,8 +247,7 @@ def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
     """What Lambda's SQS event source does: batch, invoke, delete what succeeded, with the
     permissions of the function's execution role."""
     function = mapping["FunctionName"]
-    role = local.pipeline.runtime.functions[function].role_arn
-    sqs = _EndpointSession(local.endpoint, local.session.region_name, identities.assume(role, "lambda.amazonaws.com", session_name=function)).client("sqs")
+    sqs = local.client_as(local.pipeline.runtime.functions[function].role_arn, "lambda.amazonaws.com", function, "sqs")
     queue_arn = mapping["EventSourceArn"]
     queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
     batch_size = int(mapping.get("BatchSize", 10))
@@ -258,7 +264,7 @@ def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
                     break
             if not messages:
                 continue
-            event = {"Records": [_sqs_record(m, queue_arn, local.session.region_name) for m in messages]}
+            event = {"Records": [sqs_record(m, queue_arn, local.session.region_name) for m in messages]}
             result = json.loads(local.pipeline.runtime.invoke(function, json.dumps(event)) or b"{}") or {}
             failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
             if "errorType" in result:
@@ -290,7 +296,7 @@ def _training_request_rule(session: Any, resolver: Template) -> tuple[str, str]:
 def _forward_training_requests(local: LocalPipeline, queue_url: str, role_arn: str) -> None:
     sqs = local.session.client("sqs")  # the relay queue is this process's own plumbing
     # EventBridge starts the execution with the target's role.
-    sfn = _EndpointSession(local.endpoint, local.session.region_name, identities.assume(role_arn, "events.amazonaws.com", session_name="events")).client("stepfunctions")
+    sfn = local.client_as(role_arn, "events.amazonaws.com", "events", "stepfunctions")
     while not local._stop.is_set():
         try:
             for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):

@@ -36,11 +36,7 @@ def install() -> None:
                 return matches[0].value
         return original(path, data)
 
-    # Modules imported the function by name: replace every reference.
-    for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("moto.stepfunctions") and getattr(module, "extract_json", None) is original:
-            module.extract_json = extract_json  # type: ignore[attr-defined]
-    json_path.extract_json = extract_json  # type: ignore[assignment]
+    _replace_everywhere("extract_json", original, extract_json)
     _sign_tasks_with_the_execution_role()
     # The interpreter logs an ERROR for every IsPresent test of an absent path, which is a
     # normal outcome of a Choice state, not a failure.
@@ -68,10 +64,15 @@ def _sign_tasks_with_the_execution_role() -> None:
             **identity.client_kwargs(),
         )
 
+    _replace_everywhere("boto_client_for", original, boto_client_for)
+
+
+def _replace_everywhere(name: str, original: Any, replacement: Any) -> None:
+    """The interpreter's modules import its helpers by name: replace every reference (and the
+    defining module's, for modules imported later)."""
     for module in list(sys.modules.values()):
-        if getattr(module, "__name__", "").startswith("moto.stepfunctions") and getattr(module, "boto_client_for", None) is original:
-            module.boto_client_for = boto_client_for  # type: ignore[attr-defined]
-    boto_client.boto_client_for = boto_client_for  # type: ignore[assignment]
+        if getattr(module, "__name__", "").startswith("moto.stepfunctions") and getattr(module, name, None) is original:
+            setattr(module, name, replacement)
 
 
 def _machine_of(role_arn: str, region: str) -> str | None:
