@@ -1,108 +1,80 @@
-"""Benchmark: the Assemble Lambda (``workflow.assembly.assemble_dataset``) against a read-only floor.
+"""Benchmark: assembly at DeepFashion2's per-file layout, with S3's latency, distributed vs sequential.
 
-N seeded DeepFashion2-like records (default 250,000, the manifest line cap), as the converter
-stores them (fragments of 1,000 records plus a report each), sit in an in-process moto S3:
+DeepFashion2 ships one JSON per image, so a dataset of N images leaves N fragments and N
+reports in the artifacts bucket. Every S3 request here pays ``--latency`` seconds (default
+0.015: a small GET from a Lambda), injected before moto (in-process) answers it. In one run:
 
-* floor: list, get_object and iter_lines every fragment and report into one local file:
-  the S3 reading no assembler can avoid, with no parsing at all;
-* assemble: ``assemble_dataset`` as the Lambda calls it (parse, split, cap, write, upload).
+* sequential: today's assembly before it was distributed, one reader: every fragment, then
+  every report, one GET at a time (``assemble_in_process`` with one thread and one batch:
+  the same requests the single Assemble Lambda made), at ``--baseline-images`` (default
+  2,000; its time is linear in N, so it is projected from there);
+* distributed: the state machine's steps at ``--images`` (default 20,000): the Distributed
+  Map's children (``write_shard``, batches of ``--batch-size`` fragments, ``--threads``
+  requests in flight each), timed one by one, then the merge (``merge_shards``);
+* merge at full scale: shards for ``--merge-images`` (default 391,000, the train set) built
+  from generated records without S3, put into moto, then ``merge_shards`` timed with latency.
 
-Each run is a fresh subprocess (so its peak memory is one variant's) that puts the data into
-moto, untimed, then times only the measured phase. The variants alternate ``--repeat`` times;
-one more traced run of each gives the tracemalloc peak (tracing slows allocation-heavy code).
+The state-machine time is projected for 34k and 391k images from what was measured: the
+S3 listing (one LIST per 1,000 keys, ``--list-latency`` each, in the ItemReader), waves of
+children (ceil(children / max concurrency) x the slowest child, plus ``--child-overhead`` s
+per wave for a child execution and its Lambda to start), and the merge (measured at 391k).
+Each phase runs in its own subprocess, so its peak memory (VmHWM, which includes moto's copy
+of the data: an upper bound for the Lambda) is its own.
 
-    .venv/bin/python bench/bench_assembly.py                   # 250,000 records
-    .venv/bin/python bench/bench_assembly.py --records 20000   # a quick run
+    .venv/bin/python bench/bench_assembly.py                      # 20,000 images, merge at 391,000
+    .venv/bin/python bench/bench_assembly.py --images 2000 --baseline-images 500 --merge-images 20000   # quick
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
+import math
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
-import boto3
-
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "lambdas"))  # workflow/ and converter/ are not installed packages
+sys.path.insert(0, str(HERE.parent / "lambdas"))  # workflow/ is not an installed package
 
-from converter.ingest import output_keys  # noqa: E402  (the converter's own fragment/report keys)
+from fashion_pipeline import layout  # noqa: E402
 from fashion_pipeline.labels import CATEGORY_NAMES, LabelCatalogue  # noqa: E402
+from fashion_pipeline.manifest import ManifestLines  # noqa: E402
 from fashion_pipeline.records import Box, Record  # noqa: E402
-from workflow.assembly import assemble_dataset  # noqa: E402
+from fashion_pipeline.shards import ShardWriter, fragment_batch  # noqa: E402
 
 RESULTS = HERE / "results" / "assembly.json"
-DATASET, DATASET_BUCKET, ARTIFACTS_BUCKET, RUN_PREFIX = "bench", "dataset-bucket", "artifacts-bucket", "runs/bench/"
-PER_FRAGMENT, SEED = 1000, 0
-VARIANTS = ("floor", "assemble")
+DATASET, DATASET_BUCKET, ARTIFACTS_BUCKET, RUN_PREFIX = "bench", "dataset-bucket", "artifacts-bucket", "runs/bench/1/"
+LAMBDA_TIMEOUT_S, LAMBDA_MEMORY_MB = 900, 1024  # the assembly functions' (cdk.json assemblerMemoryMb)
+RUNTIME_MB = 0.0  # RSS of Python, boto3 and the assembly code, measured as a phase starts
+TARGET_S = 600  # 391k images from "assembly starts" to "manifests written"
 MB = 1024 * 1024
 
 
-def _proc_mb(field: str) -> float:
-    """VmRSS or VmHWM: unlike ru_maxrss, VmHWM can be reset, and never holds the pre-exec
-    high-water mark of the process that spawned this one."""
+def _hwm_mb() -> float:
     with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
-def _reset_peaks() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS: the peak read later is the measured phase's
-    if tracemalloc.is_tracing():
-        tracemalloc.reset_peak()
+def _reset_hwm() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
 
 
-def _peaks() -> dict:
-    return {"hwm_mb": _proc_mb("VmHWM"), "traced_mb": tracemalloc.get_traced_memory()[1] / MB if tracemalloc.is_tracing() else None}
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
-def fragments(records: int):
-    """Yield (key, bytes) of each fragment and its report; seeded per fragment."""
-    categories = list(CATEGORY_NAMES.values())
-    for index in range((records + PER_FRAGMENT - 1) // PER_FRAGMENT):
-        rng, path, lines = random.Random(f"{SEED}:{index}"), f"batch-{index:03d}.zip", []
-        for n in range(index * PER_FRAGMENT + 1, min(records, (index + 1) * PER_FRAGMENT) + 1):
-            width, height = rng.randint(300, 1200), rng.randint(300, 1200)
-            boxes = []
-            for _ in range(rng.randint(1, 3)):
-                w, h = rng.randint(20, width), rng.randint(20, height)
-                boxes.append(Box(rng.choice(categories), rng.randint(0, width - w), rng.randint(0, height - h), w, h))
-            created = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(1_700_000_000 + rng.randint(0, 365 * 86400)))
-            record = Record(f"annotations/{DATASET}/{path}/{n:07d}.json", f"s3://{DATASET_BUCKET}/images/{DATASET}/{n:07d}.jpg",
-                            width, height, 3, str((n + 1) // 2), tuple(boxes), created)  # pair_id shared by 2 images
-            lines.append(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")  # exactly as ingest writes them
-        fragment_key, report_key = output_keys(DATASET, path)
-        report = {"source": f"s3://{DATASET_BUCKET}/annotations/{DATASET}/{path}", "fragment": f"s3://{ARTIFACTS_BUCKET}/{fragment_key}",
-                  "records": len(lines), "rejections": {}, "rejected": []}
-        yield fragment_key, "".join(lines).encode()
-        yield report_key, json.dumps(report, indent=1).encode()
-
-
-def floor(s3, workdir: str) -> dict:
-    lines = size = 0
-    with open(os.path.join(workdir, "concatenated.jsonl"), "wb") as out:
-        for prefix in (f"fragments/{DATASET}/", f"reports/{DATASET}/"):
-            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ARTIFACTS_BUCKET, Prefix=prefix):
-                for obj in page.get("Contents", []):
-                    for line in s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=obj["Key"])["Body"].iter_lines():
-                        out.write(line + b"\n")
-                        lines, size = lines + 1, size + len(line) + 1
-    return {"lines": lines, "bytes": size}
-
-
-class _MarkUpload:
-    """The S3 client, noting the memory peaks when assemble_dataset starts uploading its outputs:
-    moto keeps uploads in this process (and joins a multipart upload in one bytearray), so
-    memory after that point is partly moto's, which the Lambda would not hold."""
+class UploadMark:
+    """An S3 client that notes the memory peak when the first output upload starts. moto keeps
+    what is uploaded in this process, which a Lambda would not hold; and the RSS the phase
+    starts from includes moto's copy of the inputs. A Lambda's own peak is therefore the
+    runtime's RSS (Python, boto3, the code) plus the peak above the start, before uploads."""
 
     def __init__(self, s3) -> None:
         self._s3, self.mark = s3, None
@@ -111,121 +83,260 @@ class _MarkUpload:
         return getattr(self._s3, name)
 
     def upload_file(self, *args, **kwargs):
-        self.mark = self.mark or _peaks()
+        self.mark = self.mark or _hwm_mb()
         return self._s3.upload_file(*args, **kwargs)
 
 
-def assemble(s3, workdir: str) -> dict:  # workdir unused: assemble_dataset makes its own under TMPDIR
-    client = _MarkUpload(s3)
-    result = assemble_dataset(client, dataset=DATASET, dataset_bucket=DATASET_BUCKET, artifacts_bucket=ARTIFACTS_BUCKET, prefix=RUN_PREFIX,
-                              catalogue=LabelCatalogue(), test_fraction=0.2, seed=0, job_name="bench")
-    return {"result": result, "before_upload": client.mark}
+def record(n: int) -> tuple[str, bytes, bytes]:
+    """Image n's fragment key, fragment and report, as the converter writes them for one file."""
+    rng = random.Random(n)
+    width, height = rng.randint(300, 1200), rng.randint(300, 1200)
+    boxes = []
+    for _ in range(rng.randint(1, 3)):
+        w, h = rng.randint(20, width), rng.randint(20, height)
+        boxes.append(Box(rng.choice(list(CATEGORY_NAMES.values())), rng.randint(0, width - w), rng.randint(0, height - h), w, h))
+    path = f"{n:06d}.json"
+    item = Record(f"annotations/{DATASET}/{path}", f"s3://{DATASET_BUCKET}/images/{DATASET}/{n:06d}.jpg", width, height, 3,
+                  str((n + 1) // 2), tuple(boxes), "2024-01-01T00:00:00")
+    fragment_key, _ = layout.output_keys(DATASET, path)
+    report = {"source": f"s3://{DATASET_BUCKET}/annotations/{DATASET}/{path}", "records": 1, "rejections": {}, "rejected": []}
+    return fragment_key, (json.dumps(item.to_dict(), ensure_ascii=False) + "\n").encode(), json.dumps(report, indent=1).encode()
 
 
-def child(variant: str, data: Path, trace: bool) -> dict:
-    runtime_mb = _proc_mb("VmRSS")  # Python + boto3 + the assembly code: about what the Lambda starts with
+class Latency:
+    """Counts S3 requests and makes each one wait, as a Lambda's would."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.requests = seconds, 0
+
+    def __call__(self, **_: object) -> None:
+        self.requests += 1
+        if self.seconds:
+            time.sleep(self.seconds)
+
+
+def _s3(latency: Latency, pool: int):
+    import boto3
+    from botocore.config import Config
+
+    s3 = boto3.client("s3", region_name="us-east-1", config=Config(max_pool_connections=pool))
+    s3.meta.events.register_first("before-send.s3", latency)
+    return s3
+
+
+def _store(objects) -> None:
+    """Objects straight into moto's backend: putting 40k objects through boto3 would take minutes."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for bucket in (DATASET_BUCKET, ARTIFACTS_BUCKET):
+        backend.create_bucket(bucket, "us-east-1")
+    for key, body in objects:
+        backend.put_object(ARTIFACTS_BUCKET, key, body)
+
+
+def _run_options() -> dict:
+    return dict(dataset=DATASET, dataset_bucket=DATASET_BUCKET, artifacts_bucket=ARTIFACTS_BUCKET, catalogue=LabelCatalogue(), seed=0, job_name="bench")
+
+
+def _accounted(s3) -> int:
+    """Images in a manifest or in the report (down-sampling past the 250,000-line cap included)."""
+    summary = json.loads(s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=RUN_PREFIX + "summary.json")["Body"].read())
+    return summary["lines_out"] + summary["rejections"]["images"]
+
+
+def phase_sequential(images: int, latency_s: float) -> dict:  # its memory is not the point: one reader is too slow
     from moto import mock_aws
 
-    with mock_aws(), tempfile.TemporaryDirectory(prefix="bench-assembly-") as workdir:
-        s3 = boto3.client("s3", region_name="us-east-1")
-        s3.create_bucket(Bucket=ARTIFACTS_BUCKET)
-        started, stored = time.perf_counter(), 0
-        for path in sorted(data.rglob("*.json*")):  # one object in memory at a time
-            key, body = path.relative_to(data).as_posix(), path.read_bytes()
-            s3.put_object(Bucket=ARTIFACTS_BUCKET, Key=key, Body=body, ContentType="application/x-ndjson" if key.endswith("l") else "application/json")
-            stored += len(body) if key.startswith("fragments/") else 0
-        upload_s = time.perf_counter() - started
-        del body
-        gc.collect()
-        rss_before = _proc_mb("VmRSS")  # includes moto's copy of the fragments
-        if trace:
-            tracemalloc.start()  # started here, it counts only what the measured phase allocates
-        _reset_peaks()
+    from workflow.assembly import assemble_in_process
+
+    with mock_aws():
+        _store((key, body) for n in range(images) for key, body in _pair(n))
+        latency = Latency(latency_s)
+        s3 = _s3(latency, 4)
+        _reset_hwm()
         started = time.perf_counter()
-        out = (assemble if variant == "assemble" else floor)(s3, workdir)
+        result = assemble_in_process(s3, batch_size=images, concurrency=1, prefix=RUN_PREFIX, test_fraction=0.2, **_run_options())
         wall = time.perf_counter() - started
-        peaks = _peaks()
-        tracemalloc.stop()
-        if variant == "assemble":
-            out["summary"] = json.loads(s3.get_object(Bucket=ARTIFACTS_BUCKET, Key=RUN_PREFIX + "summary.json")["Body"].read())
-    return {"wall_s": wall, "upload_s": upload_s, "fragment_bytes": stored, "runtime_rss_mb": runtime_mb, "rss_before_mb": rss_before,
-            "peak_rss_mb": peaks["hwm_mb"], "rss_delta_mb": peaks["hwm_mb"] - rss_before, "traced_peak_mb": peaks["traced_mb"], **out}
+    return {"images": images, "wall_s": wall, "requests": latency.requests, "peak_mb": _hwm_mb(), "lines": sum(result["images"].values())}
 
 
-def spawn(variant: str, data: Path, trace: bool = False) -> dict:
-    command = [sys.executable, __file__, "--child", variant, "--data", str(data)] + (["--trace"] if trace else [])
+def _pair(n: int):
+    fragment_key, fragment, report = record(n)
+    yield fragment_key, fragment
+    yield layout.report_key_of(fragment_key), report
+
+
+def phase_distributed(images: int, latency_s: float, batch_size: int, threads: int) -> dict:
+    from moto import mock_aws
+
+    from workflow.assembly import merge_shards, write_shard
+
+    with mock_aws():
+        _store((key, body) for n in range(images) for key, body in _pair(n))
+        plain = _s3(Latency(0), 4)
+        items = [item for page in plain.get_paginator("list_objects_v2").paginate(Bucket=ARTIFACTS_BUCKET, Prefix=layout.fragments_prefix(DATASET))
+                 for item in page["Contents"]]
+        latency = Latency(latency_s)
+        children = []
+        child_peak = 0.0
+        for start in range(0, len(items), batch_size):
+            s3 = UploadMark(_s3(latency, threads + 4))
+            start_rss = _rss_mb()
+            _reset_hwm()
+            before, started = latency.requests, time.perf_counter()
+            write_shard(s3, items=items[start : start + batch_size], run_prefix=RUN_PREFIX, concurrency=threads, **_run_options())
+            children.append({"fragments": len(items[start : start + batch_size]), "wall_s": time.perf_counter() - started, "requests": latency.requests - before})
+            child_peak = max(child_peak, RUNTIME_MB + (s3.mark or _hwm_mb()) - start_rss)
+        s3 = UploadMark(_s3(latency, threads + 4))
+        start_rss = _rss_mb()
+        before, started = latency.requests, time.perf_counter()
+        _reset_hwm()
+        result = merge_shards(s3, prefix=RUN_PREFIX, test_fraction=0.2, concurrency=threads, **_run_options())
+        merge = {"wall_s": time.perf_counter() - started, "requests": latency.requests - before, "peak_mb": RUNTIME_MB + (s3.mark or _hwm_mb()) - start_rss}
+        accounted = _accounted(plain)
+    return {"images": images, "children": children, "child_peak_mb": child_peak, "merge": merge, "lines": sum(result["images"].values()),
+            "accounted": accounted, "problems": result["problems"], "runtime_mb": RUNTIME_MB}
+
+
+def phase_merge(images: int, latency_s: float, batch_size: int, threads: int) -> dict:
+    """Shards of ``images`` records, written by the children's code without S3, then merged."""
+    from moto import mock_aws
+
+    from workflow.assembly import merge_shards, shard_key
+
+    lines = ManifestLines(LabelCatalogue(), job_name="bench", seed=0)
+    prefix = layout.image_prefix(DATASET_BUCKET, DATASET)
+    started = time.perf_counter()
+    with mock_aws(), tempfile.TemporaryDirectory() as tmp:
+        shards = []
+        for start in range(0, images, batch_size):
+            pairs = [record(n) for n in range(start, min(images, start + batch_size))]
+            keys = [key for key, _, _ in pairs]
+            path = os.path.join(tmp, "shard")
+            with open(path, "wb") as out:
+                writer = ShardWriter(out, fragments=keys, reports=[layout.report_key_of(k) for k in keys])
+                for key, fragment, _ in pairs:
+                    writer.fragment(key, *fragment_batch(lines, key, fragment, prefix))
+                for key, _, report in sorted(pairs, key=lambda p: layout.report_key_of(p[0])):
+                    writer.report(layout.report_key_of(key), json.loads(report)["rejected"])
+            shards.append((shard_key(RUN_PREFIX, keys), Path(path).read_bytes()))
+        _store(shards)
+        del shards
+        built_s = time.perf_counter() - started
+        latency = Latency(latency_s)
+        s3 = UploadMark(_s3(latency, threads + 4))
+        start_rss = _rss_mb()
+        _reset_hwm()
+        started = time.perf_counter()
+        result = merge_shards(s3, prefix=RUN_PREFIX, test_fraction=0.2, concurrency=threads, **_run_options())
+        wall = time.perf_counter() - started
+        peak = RUNTIME_MB + (s3.mark or _hwm_mb()) - start_rss
+        accounted = _accounted(s3)
+    return {"images": images, "wall_s": wall, "requests": latency.requests, "peak_mb": peak, "shards_built_s": built_s,
+            "lines": sum(result["images"].values()), "accounted": accounted, "problems": result["problems"]}
+
+
+def spawn(phase: str, **kwargs) -> dict:
+    command = [sys.executable, __file__, "--phase", phase, "--phase-args", json.dumps(kwargs)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
-        raise SystemExit(f"{variant} child failed ({done.returncode}):\n{done.stderr}")
+        raise SystemExit(f"{phase} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def aggregate(samples: list[dict], traced: dict, records: int) -> dict:
-    """Median wall time; the worst memory of the timed runs; tracemalloc from the traced run."""
-    wall, worst = statistics.median(r["wall_s"] for r in samples), lambda key: round(max(r[key] for r in samples), 1)
-    before_upload = [r["before_upload"]["hwm_mb"] - r["rss_before_mb"] for r in samples if r.get("before_upload")]
-    return {"wall_s": round(wall, 3), "records_per_s": round(records / wall), "upload_s": round(statistics.median(r["upload_s"] for r in samples), 2),
-            "runtime_rss_mb": worst("runtime_rss_mb"), "rss_before_mb": worst("rss_before_mb"), "peak_rss_mb": worst("peak_rss_mb"), "rss_delta_mb": worst("rss_delta_mb"),
-            "rss_delta_before_upload_mb": round(max(before_upload), 1) if before_upload else None, "traced_peak_mb": round(traced["traced_peak_mb"], 1),
-            "traced_peak_before_upload_mb": round(traced["before_upload"]["traced_mb"], 1) if traced.get("before_upload") else None,
-            "traced_wall_s": round(traced["wall_s"], 2), "runs": [{k: v for k, v in r.items() if k not in ("summary", "result")} for r in samples]}
+def project(n: int, *, sequential: dict, distributed: dict, merge: dict, batch_size: int, max_concurrency: int,
+            list_latency: float, child_overhead: float) -> dict:
+    """State-machine seconds for n images, from the measured costs (see the module docstring)."""
+    per_image_seq = sequential["wall_s"] / sequential["images"]
+    slowest_child = max(c["wall_s"] for c in distributed["children"] if c["fragments"] == batch_size) if any(
+        c["fragments"] == batch_size for c in distributed["children"]) else max(c["wall_s"] for c in distributed["children"])
+    children = math.ceil(n / batch_size)
+    waves = math.ceil(children / max_concurrency)
+    listing = math.ceil(n / 1000) * list_latency
+    merge_s = merge["wall_s"] * n / merge["images"]
+    total = listing + waves * (slowest_child + child_overhead) + merge_s
+    return {"images": n, "sequential_s": round(per_image_seq * n, 1), "children": children, "waves": waves, "listing_s": round(listing, 1),
+            "children_s": round(waves * (slowest_child + child_overhead), 1), "merge_s": round(merge_s, 1), "distributed_s": round(total, 1),
+            "within_target": total <= TARGET_S, "merge_within_half_timeout": merge_s <= LAMBDA_TIMEOUT_S / 2}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="assemble_dataset vs. a read-only floor, from moto S3: wall time and peak memory")
-    parser.add_argument("--records", type=int, default=250_000, help="fragment records in the data set (default 250000)")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each variant, interleaved (default 3)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON results")
-    parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(description="Assembly at the per-file layout with S3 latency: Distributed Map vs one reader")
+    parser.add_argument("--images", type=int, default=20_000, help="images measured through the distributed steps (default 20000)")
+    parser.add_argument("--baseline-images", type=int, default=2_000, help="images measured through the sequential reader (default 2000)")
+    parser.add_argument("--merge-images", type=int, default=391_000, help="images the merge is measured at (default 391000)")
+    parser.add_argument("--latency", type=float, default=0.015, help="seconds added to every S3 request (default 0.015)")
+    parser.add_argument("--list-latency", type=float, default=0.1, help="seconds per 1,000-key LIST page of the ItemReader (default 0.1)")
+    parser.add_argument("--child-overhead", type=float, default=1.0, help="seconds to start a child execution and its Lambda, per wave (default 1)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="fragments per child (cdk.json assemblyBatchSize)")
+    parser.add_argument("--max-concurrency", type=int, default=40, help="children at once (cdk.json assemblyMaxConcurrency)")
+    parser.add_argument("--threads", type=int, default=32, help="S3 requests in flight per Lambda (workflow/handler.py)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--phase", choices=("sequential", "distributed", "merge"), help=argparse.SUPPRESS)
+    parser.add_argument("--phase-args", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(args.child, args.data, args.trace)))
+    if args.phase:
+        global RUNTIME_MB
+        import boto3  # noqa: F401  (what a Lambda has loaded before the handler runs)
+        import workflow.assembly  # noqa: F401
+
+        RUNTIME_MB = _rss_mb()
+        print(json.dumps(globals()[f"phase_{args.phase}"](**json.loads(args.phase_args))))
         return 0
     log = lambda message: print(message, file=sys.stderr, flush=True)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        log(f"warning: load average {load:.2f} before the benchmark; other work on this machine will skew the figures")
-    runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
-    with tempfile.TemporaryDirectory(prefix="bench-assembly-data-") as tmp:
-        started, data = time.perf_counter(), Path(tmp)
-        for key, body in fragments(args.records):
-            (data / key).parent.mkdir(parents=True, exist_ok=True)
-            (data / key).write_bytes(body)
-        generate_s = time.perf_counter() - started
-        for attempt in range(args.repeat):
-            for variant in VARIANTS:  # interleaved, so drift in machine load hits both alike
-                runs[variant].append(run := spawn(variant, data))
-                log(f"  {variant:<8} run {attempt + 1}: {run['wall_s']:7.2f} s  peak RSS +{run['rss_delta_mb']:.0f} MB  (upload {run['upload_s']:.1f} s)")
-        results = {v: aggregate(runs[v], spawn(v, data, trace=True), args.records) for v in VARIANTS}
-    summary, result = runs["assemble"][-1]["summary"], runs["assemble"][-1]["result"]
-    downsampled = summary["rejections"]["by_reason"].get("downsampled", 0)  # above 250,000 lines a side, by design
-    if summary["lines_out"] + downsampled != args.records or result["problems"]:
-        raise SystemExit(f"assembly wrote {summary['lines_out']} lines for {args.records} records; problems: {result['problems']}")
-    ratio = results["assemble"]["wall_s"] / results["floor"]["wall_s"]
-    note = lambda value: f" ({value:.0f} before upload)" if value is not None else ""
-    print(f"{args.records:,} records in {runs['floor'][0]['fragment_bytes'] / MB:.0f} MB of fragments, median of {args.repeat} runs. Not timed: "
-          f"generating them {generate_s:.1f} s (once), putting them into moto {results['assemble']['upload_s']:.1f} s (per child)\n")
-    print("| variant | median s | records/s | RSS MB: start → peak | peak RSS Δ MB | tracemalloc peak MB |\n|---|--:|--:|--:|--:|--:|")
-    for variant, r in results.items():
-        print(f"| {variant} | {r['wall_s']:.2f} | {r['records_per_s']:,} | {r['rss_before_mb']:.0f} → {r['peak_rss_mb']:.0f} "
-              f"| +{r['rss_delta_mb']:.0f}{note(r['rss_delta_before_upload_mb'])} | {r['traced_peak_mb']:.0f}{note(r['traced_peak_before_upload_mb'])} |")
-    print(f"\nassemble/floor: {ratio:.2f}x. RSS at start includes moto's copy of the fragments; Python + boto3 + the assembly code "
-          f"alone take {results['assemble']['runtime_rss_mb']:.0f} MB. Once assemble uploads its outputs, moto holds and joins them in "
-          "this process (memory a Lambda would not use), so 'before upload' is the assembly's own.")
-    print(f"assembly: {summary['train']['images']:,} train / {summary['test']['images']:,} test lines ({summary['train']['bytes'] / MB:.0f} / "
-          f"{summary['test']['bytes'] / MB:.0f} MB), {result['labels']} labels ({', '.join(f'{k} {v:,}' for k, v in summary['train']['boxes'].items())}), "
-          f"groups {summary['groups']}, rejections {summary['rejections']['images']}, downsampled {summary['downsampled'] or 'none'}")
+    if os.getloadavg()[0] > 0.5:
+        log(f"warning: load average {os.getloadavg()[0]:.2f}; other work on this machine will skew the figures")
+    common = {"latency_s": args.latency}
+    log(f"sequential reader, {args.baseline_images:,} images ...")
+    sequential = spawn("sequential", images=args.baseline_images, **common)
+    log(f"distributed steps, {args.images:,} images ...")
+    distributed = spawn("distributed", images=args.images, batch_size=args.batch_size, threads=args.threads, **common)
+    log(f"merge, {args.merge_images:,} images ...")
+    merge = spawn("merge", images=args.merge_images, batch_size=args.batch_size, threads=args.threads, **common)
+    for name, phase in (("distributed", distributed), ("merge", merge)):
+        if phase["problems"] or phase["accounted"] != phase["images"]:
+            raise SystemExit(f"{name}: {phase['accounted']} images accounted for of {phase['images']}; problems {phase['problems']}")
+    children = distributed["children"]
+    child_requests = sum(c["requests"] for c in children)
+    print(f"S3 latency {args.latency * 1000:.0f} ms per request; batches of {args.batch_size}, {args.threads} requests in flight per Lambda, "
+          f"{args.max_concurrency} children at once.\n")
+    print("| measured | images | wall s | S3 requests | requests/image | peak RSS MB |\n|---|--:|--:|--:|--:|--:|")
+    print(f"| sequential reader (one Lambda) | {sequential['images']:,} | {sequential['wall_s']:.1f} | {sequential['requests']:,} | "
+          f"{sequential['requests'] / sequential['images']:.2f} | {sequential['peak_mb']:.0f} |")
+    print(f"| children, {len(children)} of them (each) | {args.images:,} | {min(c['wall_s'] for c in children):.2f}–{max(c['wall_s'] for c in children):.2f} | "
+          f"{child_requests:,} | {child_requests / args.images:.2f} | {distributed['child_peak_mb']:.0f} |")
+    print(f"| merge | {args.images:,} | {distributed['merge']['wall_s']:.1f} | {distributed['merge']['requests']:,} | "
+          f"{distributed['merge']['requests'] / args.images:.3f} | {distributed['merge']['peak_mb']:.0f} |")
+    print(f"| merge | {merge['images']:,} | {merge['wall_s']:.1f} | {merge['requests']:,} | {merge['requests'] / merge['images']:.3f} | {merge['peak_mb']:.0f} |")
+    if merge["lines"] < merge["images"]:
+        print(f"\nAt {merge['images']:,} images the train side is down-sampled to the 250,000-line cap ({merge['lines']:,} lines written); "
+              "every image is in a manifest or in the report.")
+    projections = [project(n, sequential=sequential, distributed=distributed, merge=merge, batch_size=args.batch_size,
+                           max_concurrency=args.max_concurrency, list_latency=args.list_latency, child_overhead=args.child_overhead)
+                   for n in (args.images, 34_000, 391_000)]
+    print(f"\n| projected | children | waves | listing s | children s | merge s | **distributed s** | sequential s |\n|---|--:|--:|--:|--:|--:|--:|--:|")
+    for p in projections:
+        print(f"| {p['images']:,} images | {p['children']} | {p['waves']} | {p['listing_s']} | {p['children_s']} | {p['merge_s']} | "
+              f"**{p['distributed_s']}** | {p['sequential_s']} |")
+    worst_child = max(c["wall_s"] for c in children)
+    verdict = {
+        "391k_within_10_minutes": projections[-1]["within_target"],
+        "child_within_half_timeout": worst_child <= LAMBDA_TIMEOUT_S / 2,
+        "merge_within_half_timeout": merge["wall_s"] <= LAMBDA_TIMEOUT_S / 2,
+        "memory_within_half": max(distributed["child_peak_mb"], merge["peak_mb"]) <= LAMBDA_MEMORY_MB / 2,
+    }
+    print(f"\ntargets: {verdict}. Peak RSS: the runtime's ({distributed['runtime_mb']:.0f} MB: Python, boto3, the code) plus the "
+          "phase's peak above its start until it uploads its outputs (moto holds inputs and uploads in this process; a Lambda would not).")
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps({
-        "benchmark": "assembly", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "records": args.records, "per_fragment": PER_FRAGMENT,
-        "repeat": args.repeat, "generate_s": round(generate_s, 2), "load_average_1min": round(load, 2),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "ratio": round(ratio, 2), "variants": results, "assembly": {"result": result, "summary": summary},
+        "benchmark": "assembly", "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "arguments": {k: str(v) for k, v in vars(args).items()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, "sequential": sequential, "distributed": distributed,
+        "merge": merge, "projections": projections, "targets": verdict,
     }, indent=2) + "\n")
     log(f"wrote {args.results}")
-    return 0
+    return 0 if all(verdict.values()) else 1
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ BENCHMARKS = {
     "bench_convert": ["--sizes", "2000", "--repeat", "1"],
     # converter header probing against S3 with 20 ms latency: bounded concurrency vs sequential
     "bench_probe": ["--images", "100", "--concurrency", "1", "32", "--repeats", "1"],
-    # assembly of 250,000 fragment records vs plain concatenation: time and peak memory
-    "bench_assembly": ["--records", "5000", "--repeat", "1"],
+    # assembly at the per-file layout with 15 ms per S3 request: Distributed Map vs one reader
+    "bench_assembly": ["--images", "2000", "--baseline-images", "300", "--merge-images", "5000"],
+    # convert of one COCO file, streamed (ijson + spool) vs whole-document json.loads: peak memory, both orders
+    "bench_coco": ["--sizes", "2000", "--repeat", "1"],
     # inference handler: cold import (JSON vs render path), warm per-request overhead
     "bench_inference": ["--runs", "2", "--requests", "50", "--render-requests", "5"],
 }

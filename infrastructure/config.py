@@ -62,7 +62,11 @@ class PipelineConfig:
     keep_previous_model_running: bool = False
     """Keep a dataset's running model when a newer one is deployed (each bills by the hour)."""
     assembler_memory_mb: int = 1024
-    """Memory of the manifest assembly Lambda (250,000 records fit in 1 GB)."""
+    """Memory of the manifest assembly Lambdas (250,000 records fit in 1 GB)."""
+    assembly_batch_size: int = 1000
+    """Fragments each assembly child reads (the Distributed Map's batch, 1-10000)."""
+    assembly_max_concurrency: int = 40
+    """Assembly children running at once (1-1000; each is a Lambda invocation)."""
     model_parameter_name: str = "/fashion-pipeline/model"
     """SSM parameter holding the deployed model (read by the inference API)."""
     api_auth: str = "iam"
@@ -303,6 +307,9 @@ _PARSERS = {
     "trainingTimeoutHours": ("training_timeout_hours", _integer(1, 240)),
     "keepPreviousModelRunning": ("keep_previous_model_running", _boolean),
     "assemblerMemoryMb": ("assembler_memory_mb", _integer(512, 10_240)),
+    "assemblyBatchSize": ("assembly_batch_size", _integer(1, 10_000)),
+    # Lambda's default account concurrency is 1,000, shared with the converter and the API.
+    "assemblyMaxConcurrency": ("assembly_max_concurrency", _integer(1, 1_000)),
     "modelParameterName": ("model_parameter_name", _parameter_name),
     "apiAuth": ("api_auth", _choice("iam", "apiKey")),
     "corsOrigin": ("cors_origin", _optional(_origin)),

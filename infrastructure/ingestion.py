@@ -18,9 +18,10 @@ from infrastructure.storage import ANNOTATIONS_PREFIX
 
 CONVERTER_HANDLER = "converter.handler.handler"
 MAX_RECEIVE_COUNT = 5
+CONVERTER_TMP_MB = 4096
 
 class Ingestion(Construct):
-    """Queue-buffered conversion of every object created under ``annotations/``.
+    """Queue-buffered conversion of every object created or removed under ``annotations/``.
 
     S3 delivers at least once and in bursts (a dataset upload creates many objects at once),
     so notifications go through SQS: the converter consumes them in batches, reports
@@ -61,11 +62,16 @@ class Ingestion(Construct):
             visibility_timeout=Duration.seconds(6 * config.converter_timeout_seconds + batch_window),
             dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVE_COUNT, queue=self.dead_letter_queue),
         )
-        dataset_bucket.add_event_notification(
-            s3.EventType.OBJECT_CREATED,
-            s3_notifications.SqsDestination(self.queue),
-            s3.NotificationKeyFilter(prefix=ANNOTATIONS_PREFIX),
-        )
+        # Created and removed objects alike: the converter makes each object's fragment and
+        # report match the object as it is (deleting an annotation removes its fragment, so it
+        # is not trained again). One queue for both keeps the events of a key in one stream;
+        # their order is not guaranteed either way, and the converter does not rely on it.
+        for event in (s3.EventType.OBJECT_CREATED, s3.EventType.OBJECT_REMOVED):
+            dataset_bucket.add_event_notification(
+                event,
+                s3_notifications.SqsDestination(self.queue),
+                s3.NotificationKeyFilter(prefix=ANNOTATIONS_PREFIX),
+            )
         acknowledge_notifications_handler(Stack.of(self))
 
         converter = ProjectFunction(
@@ -77,6 +83,8 @@ class Ingestion(Construct):
             description="Converts uploaded annotations into Rekognition manifest fragments",
             dependencies=dependencies,
             memory_mb=config.converter_memory_mb,
+            # An object (up to 1 GB) is downloaded to /tmp and a COCO file spooled beside it.
+            ephemeral_storage_mb=CONVERTER_TMP_MB,
             timeout=timeout,
             reserved_concurrency=config.converter_reserved_concurrency,
             environment={

@@ -31,6 +31,18 @@ def acknowledge(scope: IConstruct, rule_id: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=rule_id, reason=reason))
 
 
+def acknowledge_distributed_map(state_machine: IConstruct, label: str) -> None:
+    """A Distributed Map runs each batch as a child execution of its state machine, which it
+    describes, stops and redrives: CDK grants those on the machine's own executions (``label``
+    names the Map's runs), in a policy it keeps under the state machine rather than its role."""
+    machine = Stack.of(state_machine).get_logical_id(state_machine.node.default_child)
+    executions = f'arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine}"}}]}}]}}'
+    for pattern in (f"{executions}:*", f"{executions}/{label}:*"):
+        acknowledge(state_machine, f"AwsSolutions-IAM5[Resource::{pattern}]",
+                    "The Distributed Map's child executions are named at run time; the grant (states:DescribeExecution, "
+                    "StopExecution, RedriveExecution) is on this state machine's own executions only.")
+
+
 def object_wildcard(bucket: s3.IBucket, key_pattern: str) -> str:
     """The IAM5 finding for a grant on ``bucket.arn_for_objects(key_pattern)``."""
     logical_id = Stack.of(bucket).get_logical_id(bucket.node.default_child)

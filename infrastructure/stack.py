@@ -16,6 +16,7 @@ from infrastructure.config import PipelineConfig
 from infrastructure.ingestion import Ingestion
 from infrastructure.monitoring import NotificationTopic
 from infrastructure.api import InferenceApi
+from infrastructure.reprocess import ReprocessWorkflow
 from infrastructure.training import TrainingWorkflow
 from infrastructure.nag import acknowledge, object_wildcard
 from infrastructure.storage import (
@@ -25,6 +26,7 @@ from infrastructure.storage import (
     REPORTS_PREFIX,
     REQUESTS_PREFIX,
     RUNS_PREFIX,
+    UNASSIGNED_PREFIX,
     Storage,
 )
 
@@ -61,6 +63,19 @@ class FashionPipelineStack(Stack):
         )
         self._grant_training()
 
+        self.reprocess = ReprocessWorkflow(
+            self,
+            "Reprocess",
+            config=config,
+            dataset_bucket=self.storage.dataset_bucket,
+            queue=self.ingestion.queue,
+            dependencies=self.python_dependencies,
+        )
+        # Re-enqueued notifications go to the converter's queue (SSE-SQS: no key to grant);
+        # the machine lists annotations/ with the ItemReader's grant, which CDK adds.
+        iam.Grant.add_to_principal(grantee=self.reprocess.function, actions=["sqs:SendMessage"],
+                                   resource_arns=[self.ingestion.queue.queue_arn])
+
         self.api = InferenceApi(
             self,
             "Api",
@@ -80,6 +95,7 @@ class FashionPipelineStack(Stack):
         CfnOutput(self, "AnnotationQueueUrl", value=self.ingestion.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.ingestion.dead_letter_queue.queue_url)
         CfnOutput(self, "StateMachineArn", value=self.training.state_machine.state_machine_arn)
+        CfnOutput(self, "ReprocessStateMachineArn", value=self.reprocess.state_machine.state_machine_arn)
         CfnOutput(self, "ModelParameterName", value=self.config.model_parameter_name)
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "ApiUrl", value=self.api.api.url)
@@ -92,22 +108,27 @@ class FashionPipelineStack(Stack):
         artifacts = self.storage.artifacts_bucket
         training = self.training
         runs = f"{RUNS_PREFIX}*"
-        # Prepare reads training requests; assemble reads fragments and reports and writes a run.
+        # Prepare reads training requests; each shard child reads fragments and reports and
+        # writes a shard of the run; assemble reads the run's shards and writes its manifests.
         iam.Grant.add_to_principal(grantee=training.prepare_function, actions=["s3:GetObject"], resource_arns=[dataset.arn_for_objects(f"{REQUESTS_PREFIX}*")])
         iam.Grant.add_to_principal(
-            grantee=training.assemble_function, actions=["s3:GetObject"],
+            grantee=training.shard_function, actions=["s3:GetObject"],
             resource_arns=[artifacts.arn_for_objects(f"{FRAGMENTS_PREFIX}*"), artifacts.arn_for_objects(f"{REPORTS_PREFIX}*")],
         )
-        for function in (training.assemble_function, training.evaluate_function, training.finish_function):
+        iam.Grant.add_to_principal(grantee=training.assemble_function, actions=["s3:GetObject"], resource_arns=[artifacts.arn_for_objects(runs)])
+        for function in (training.shard_function, training.assemble_function, training.evaluate_function, training.finish_function):
             iam.Grant.add_to_principal(grantee=function, actions=["s3:PutObject"], resource_arns=[artifacts.arn_for_objects(runs)])
-        iam.Grant.add_to_principal(grantee=training.assemble_function, actions=["s3:ListBucket"], resource_arns=[artifacts.bucket_arn])
+        # Listing only under runs/ (the merge lists its run's shards).
+        training.assemble_function.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[artifacts.bucket_arn], conditions={"StringLike": {"s3:prefix": [runs]}}))
         # Evaluate reads the summary file Rekognition writes under the run's output prefix.
         iam.Grant.add_to_principal(grantee=training.evaluate_function, actions=["s3:GetObject"], resource_arns=[artifacts.arn_for_objects(runs)])
         self.notifications.grant_publish(training.state_machine)
         grants = [
             (training.prepare_function, dataset, f"{REQUESTS_PREFIX}*"),
-            (training.assemble_function, artifacts, f"{FRAGMENTS_PREFIX}*"),
-            (training.assemble_function, artifacts, f"{REPORTS_PREFIX}*"),
+            (training.shard_function, artifacts, f"{FRAGMENTS_PREFIX}*"),
+            (training.shard_function, artifacts, f"{REPORTS_PREFIX}*"),
+            (training.shard_function, artifacts, runs),
             (training.assemble_function, artifacts, runs),
             (training.evaluate_function, artifacts, runs),
             (training.finish_function, artifacts, runs),
@@ -121,12 +142,13 @@ class FashionPipelineStack(Stack):
             )
 
     def _grant_converter(self) -> None:
-        """Read annotations and images, write fragments and reports; nothing else."""
+        """Read annotations and images; write and delete fragments and reports (the reports of
+        objects outside any dataset under unassigned/); nothing else."""
         dataset = self.storage.dataset_bucket
         artifacts = self.storage.artifacts_bucket
         converter = self.ingestion.converter
         reads = [f"{ANNOTATIONS_PREFIX}*", f"{IMAGES_PREFIX}*"]
-        writes = [f"{FRAGMENTS_PREFIX}*", f"{REPORTS_PREFIX}*"]
+        writes = [f"{FRAGMENTS_PREFIX}*", f"{REPORTS_PREFIX}*", f"{UNASSIGNED_PREFIX}*"]
 
         iam.Grant.add_to_principal(
             grantee=converter,
@@ -135,9 +157,11 @@ class FashionPipelineStack(Stack):
         )
         # Unconditioned ListBucket makes a missing image a 404 rather than a 403 when probing.
         iam.Grant.add_to_principal(grantee=converter, actions=["s3:ListBucket"], resource_arns=[dataset.bucket_arn])
+        # DeleteObject: a removed annotation takes its outputs with it (the versioned bucket
+        # keeps them as noncurrent versions until the lifecycle rule expires them).
         iam.Grant.add_to_principal(
             grantee=converter,
-            actions=["s3:PutObject"],
+            actions=["s3:PutObject", "s3:DeleteObject"],
             resource_arns=[artifacts.arn_for_objects(pattern) for pattern in writes],
         )
 

@@ -8,13 +8,11 @@ from constructs import Construct
 
 from infrastructure.config import PipelineConfig
 
-# Key layout. Runtime code spells these out itself (lambdas/ never imports CDK); keep in sync.
-IMAGES_PREFIX = "images/"  # dataset: images/<dataset>/...
-ANNOTATIONS_PREFIX = "annotations/"  # dataset: annotations/<dataset>/... (triggers conversion)
-REQUESTS_PREFIX = "requests/"  # dataset: requests/<dataset>.json (training requests)
-FRAGMENTS_PREFIX = "fragments/"  # artifacts: one manifest fragment per annotation object
-REPORTS_PREFIX = "reports/"  # artifacts: conversion reports
-RUNS_PREFIX = "runs/"  # artifacts: runs/<dataset>/<run-id>/ (manifests, reports, output)
+# Key layout: one definition, the runtime's (fashion_pipeline.layout), granted on here.
+from fashion_pipeline.layout import (  # noqa: E402  (re-exported for the constructs)
+    ANNOTATIONS_PREFIX, FRAGMENTS_PREFIX, IMAGES_PREFIX, REPORTS_PREFIX, REQUESTS_PREFIX, RUNS_PREFIX, UNASSIGNED_PREFIX,
+)
+
 S3_ACCESS_LOGS_USE_BUCKET_POLICY = "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy"
 ABORT_INCOMPLETE_UPLOADS_AFTER = Duration.days(7)
 

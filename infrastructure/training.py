@@ -27,9 +27,9 @@ from constructs import Construct
 from fashion_pipeline.training import MAX_RUN_SECONDS, PROJECT_PREFIX
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
-from infrastructure.nag import acknowledge
+from infrastructure.nag import acknowledge, acknowledge_distributed_map
 from infrastructure.storage import IMAGES_PREFIX, REQUESTS_PREFIX, RUNS_PREFIX
-from infrastructure.training_flow import FlowFunctions, FlowGrants, TrainingFlow
+from infrastructure.training_flow import READ_FRAGMENTS_LABEL, FlowAssembly, FlowFunctions, FlowGrants, TrainingFlow
 
 
 def project_arns() -> list[str]:
@@ -77,8 +77,13 @@ class TrainingWorkflow(Construct):
             return built.function
 
         self.prepare_function = function("PrepareFunction", "prepare", "Validates a training request and takes the dataset's run lease")
+        # A child of the "Read fragments" Distributed Map: reads one batch of fragments into a shard.
+        self.shard_function = function(
+            "ShardFunction", "shard", "Reads a batch of a dataset's fragments and reports into a shard of the run",
+            memory_mb=config.assembler_memory_mb, timeout=Duration.minutes(15), ephemeral_storage_mb=2048,
+        )
         self.assemble_function = function(
-            "Assemble", "assemble", "Assembles a dataset's fragments into train/test manifests",
+            "Assemble", "assemble", "Merges a run's shards into train/test manifests",
             memory_mb=config.assembler_memory_mb, timeout=Duration.minutes(15), ephemeral_storage_mb=4096,
         )
         self.evaluate_function = function("EvaluateFunction", "evaluate", "Writes the evaluation report and takes the deploy decision")
@@ -93,7 +98,10 @@ class TrainingWorkflow(Construct):
 
         flow = TrainingFlow(
             self,
-            functions=FlowFunctions(self.prepare_function, self.assemble_function, self.evaluate_function, self.retire_function, self.finish_function),
+            functions=FlowFunctions(self.prepare_function, self.shard_function, self.assemble_function, self.evaluate_function,
+                                    self.retire_function, self.finish_function),
+            assembly=FlowAssembly(artifacts_bucket=artifacts_bucket, batch_size=config.assembly_batch_size,
+                                  max_concurrency=config.assembly_max_concurrency),
             grants=FlowGrants(
                 project_arns=project_arns(),
                 model_parameter_name=config.model_parameter_name,
@@ -134,7 +142,9 @@ class TrainingWorkflow(Construct):
                         "Custom Labels reads a run's manifests and the dataset's images, and writes the run's training "
                         "output, with the permissions of the caller (this role); runs and datasets are named at run time, "
                         "so the grant is on these key patterns of this pipeline's buckets only.")
-        for function in (self.prepare_function, self.assemble_function, self.evaluate_function, self.retire_function, self.finish_function):
+        acknowledge_distributed_map(self.state_machine, READ_FRAGMENTS_LABEL)
+        for function in (self.prepare_function, self.shard_function, self.assemble_function, self.evaluate_function,
+                         self.retire_function, self.finish_function):
             logical_id = stack.get_logical_id(function.node.default_child)
             acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
                         "CDK grants lambda:InvokeFunction on the function and its versions (ARN:*); "

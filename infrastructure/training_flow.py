@@ -1,7 +1,14 @@
 """The training workflow's definition: fragments -> manifests -> Custom Labels model -> running endpoint.
 
-Lambda tasks do what needs logic (prepare, assemble, evaluate, retire, finish); every
-Rekognition, SSM, SNS and EventBridge call is a direct SDK integration. Three rules hold for
+Lambda tasks do what needs logic (prepare, shard and assemble, evaluate, retire, finish);
+every Rekognition, SSM, SNS and EventBridge call is a direct SDK integration.
+
+Assembly scales out: a Distributed Map lists the dataset's fragments (an S3 ItemReader),
+hands them to child Lambdas in batches (an ItemBatcher), each of which reads its fragments and
+their reports and writes one shard under the run's prefix; one Lambda then merges the shards
+into the manifests (``lambdas/workflow/assembly.py``). With one annotation object per image
+that is two small GETs per image, which one Lambda could not do for DeepFashion2's 391k
+training images within its 15 minutes. Three rules hold for
 every state, and tests/infrastructure/test_workflow_contract.py checks them against
 botocore's service models on the synthesized definition:
 
@@ -31,10 +38,13 @@ from typing import Any, Callable
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
+
+from fashion_pipeline.layout import FRAGMENTS_PREFIX
 
 EVENT_SOURCE = "fashion-pipeline"
 
@@ -63,10 +73,28 @@ _POLL_RETRY = {"interval": Duration.seconds(2), "backoff_rate": 2.0, "max_attemp
 @dataclass(frozen=True)
 class FlowFunctions:
     prepare: lambda_.IFunction
+    shard: lambda_.IFunction
     assemble: lambda_.IFunction
     evaluate: lambda_.IFunction
     retire: lambda_.IFunction
     finish: lambda_.IFunction
+
+
+@dataclass(frozen=True)
+class FlowAssembly:
+    """How the fragments are read: from which bucket, how many per child, how many children at once."""
+
+    artifacts_bucket: s3.IBucket
+    batch_size: int  # fragments per child (the ItemBatcher's MaxItemsPerBatch)
+    max_concurrency: int  # children at once (the Map's MaxConcurrency)
+
+
+# A batch's input (its items and BatchInput) may hold at most 256 KiB ("Quotas related to
+# Distributed Map": https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html);
+# an item of the S3 listing is ~150 bytes plus its key (up to 1,024), so batches are capped by
+# bytes too, with room left for the run in BatchInput.
+MAX_BATCH_INPUT_BYTES = 200 * 1024
+READ_FRAGMENTS_LABEL = "ReadFragments"  # the Map's runs are named after it
 
 
 @dataclass(frozen=True)
@@ -83,9 +111,10 @@ class FlowGrants:
 class TrainingFlow:
     """Builds the definition. ``tasks_to_catch`` lists every state whose errors go to the failure path."""
 
-    def __init__(self, scope: Construct, *, functions: FlowFunctions, grants: FlowGrants, topic: sns.ITopic) -> None:
+    def __init__(self, scope: Construct, *, functions: FlowFunctions, assembly: FlowAssembly, grants: FlowGrants, topic: sns.ITopic) -> None:
         self.scope = scope
         self.functions = functions
+        self.assembly = assembly
         self.grants = grants
         self.topic = topic
         self.tasks_to_catch: list[sfn.TaskStateBase | sfn.Map] = []
@@ -181,6 +210,7 @@ class TrainingFlow:
         f, g = self.functions, self.grants
         run = "$.run"
         prepare = self._lambda("Prepare", f.prepare, {"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}, "$.run")
+        read_fragments = self._read_fragments()
         assemble = self._lambda("Assemble manifests", f.assemble, {"run.$": run}, "$.assembly")
 
         # -- the dataset's project: found or created, its old datasets deleted -------------------
@@ -304,7 +334,7 @@ class TrainingFlow:
             decide=lambda count: sfn.Choice(self.scope, "Datasets left?")
             .when(sfn.Condition.is_present("$.cleanup.ProjectDescriptions[0].Datasets[0]"), count).otherwise(deletion_done))
 
-        prepare.next(assemble).next(find_project).next(
+        prepare.next(read_fragments).next(assemble).next(find_project).next(
             sfn.Choice(self.scope, "Project exists?")
             .when(sfn.Condition.is_present(f"{existing}.ProjectArn"),
                   sfn.Choice(self.scope, "Project has datasets?").when(sfn.Condition.is_present(f"{existing}.Datasets"), use_project)
@@ -332,6 +362,30 @@ class TrainingFlow:
         for task in self.tasks_to_catch:
             task.add_catch(self.failed, errors=["States.ALL"], result_path="$.error")
         return prepare
+
+    def _read_fragments(self) -> sfn.DistributedMap:
+        """Every fragment of the dataset read by child Lambdas, a batch each, into the run's shards."""
+        a = self.assembly
+        reader = sfn.DistributedMap(
+            self.scope, "Read fragments",
+            item_reader=sfn.S3ObjectsItemReader(
+                bucket=a.artifacts_bucket, prefix=sfn.JsonPath.format(FRAGMENTS_PREFIX + "{}/", sfn.JsonPath.string_at("$.run.dataset"))),
+            item_batcher=sfn.ItemBatcher(max_items_per_batch=a.batch_size, max_input_bytes_per_batch=MAX_BATCH_INPUT_BYTES,
+                                         batch_input={"run.$": "$.run"}),
+            max_concurrency=a.max_concurrency,
+            # Children write shards; their outputs (a few counts each) are not kept, so the
+            # Map's output stays far below the 256 KiB a state may pass on.
+            result_path=sfn.JsonPath.DISCARD,
+            label=READ_FRAGMENTS_LABEL,
+        )
+        child = tasks.LambdaInvoke(
+            self.scope, "Write shard", lambda_function=self.functions.shard,  # its input, the batch, is the payload
+            payload_response_only=True, retry_on_service_exceptions=False, output_path=sfn.JsonPath.DISCARD,
+        )
+        child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
+        reader.item_processor(child)
+        self.tasks_to_catch.append(reader)  # a child that fails for good fails the Map, and the run
+        return reader
 
     def _notify(self, id: str) -> sfn.Chain:
         publish = tasks.SnsPublish(

@@ -1,8 +1,27 @@
-"""Converter Lambda: SQS batches of S3 upload notifications -> manifest fragments.
+"""Converter Lambda: SQS batches of S3 notifications -> fragments and reports in step with
+the annotation objects (``ingest.sync_object``: converted when created, removed when deleted).
 
-Thin by design: parse the event, call ``ingest.convert_object``, publish metrics. A record
-fails (and is retried, then dead-lettered) only on errors worth retrying; a bad annotation
-file is a success whose report says what is wrong with it.
+Thin by design: parse the event, call ``ingest.sync_object``, publish metrics. What fails an
+SQS record, so that the queue delivers it again, is decided here:
+
+* an AWS error (``ingest.AWS_ERRORS``: throttling and 5xx the SDK's own retries did not
+  absorb, a lost connection, a denied access or a missing bucket, which an operator fixes),
+  an object that changed under every pass, or a message that is no S3 notification;
+* nothing about an object's content: a broken archive, bad JSON, a key outside any dataset
+  are reports, written once, never retried.
+
+A failing record is delivered again after the queue's visibility timeout, at most
+maxReceiveCount times (infrastructure/ingestion.py), then moved to the dead-letter queue,
+whose alarm asks for a look and a redrive ("Using dead-letter queues in Amazon SQS",
+https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html;
+"Handling errors for an SQS event source in Lambda",
+https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html): nothing retries
+forever. Each failure is logged with the message id, the object key and the error.
+
+The notification models are the project's own, not Powertools' ``S3Model``: that model
+requires fields (``requestParameters``, ``ownerIdentity``, ...) which the events of
+``fashion-pipeline reprocess`` and of moto (local mode) do not carry, and it cannot parse
+S3's ``s3:TestEvent``, so valid work would be dead-lettered.
 """
 
 from __future__ import annotations
@@ -21,20 +40,27 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from pydantic import BaseModel, Field
 
-from converter.ingest import UnsupportedObject, convert_object
+from converter.ingest import ObjectResult, sync_object
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is answered like any other (each record listed as failed),
+# not raised: the queue retries the same records either way, and the function's Errors alarm
+# stays for crashes and timeouts.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 CONCURRENCY = int(os.environ.get("PROBE_CONCURRENCY", "32"))
+# Lifecycle expirations are removals too (the pipeline subscribes to ObjectRemoved only).
+REMOVAL_EVENTS = ("ObjectRemoved", "LifecycleExpiration")
 
 
 @lru_cache(maxsize=1)
 def s3_client() -> Any:
-    # One pooled connection per probing thread; adaptive retries absorb S3 503 Slow Down.
-    return boto3.client("s3", config=Config(max_pool_connections=CONCURRENCY + 4, retries={"mode": "adaptive", "max_attempts": 8}))
+    # One pooled connection per probing thread; adaptive retries absorb S3 503 Slow Down. The
+    # SDK's standard variables (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS) still override the defaults.
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE", "adaptive"), "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
+    return boto3.client("s3", config=Config(max_pool_connections=CONCURRENCY + 4, retries=retries))
 
 
 class S3Object(BaseModel):
@@ -42,6 +68,7 @@ class S3Object(BaseModel):
     size: int | None = None
     eTag: str | None = None
     versionId: str | None = None
+    sequencer: str | None = None
 
 
 class S3Bucket(BaseModel):
@@ -68,28 +95,54 @@ class S3Notification(BaseModel):
 
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
-    notification = S3Notification.model_validate_json(record.body)
-    for entry in notification.Records:
-        if not entry.eventName.startswith("ObjectCreated"):
-            continue
-        bucket = entry.s3.bucket.name
-        key = unquote_plus(entry.s3.object.key)  # keys arrive URL-encoded: "my photos/a+b.json"
-        logger.append_keys(object_key=key, bucket=bucket)
-        try:
-            result = convert_object(s3_client(), bucket=bucket, key=key, artifacts_bucket=os.environ["ARTIFACTS_BUCKET"], concurrency=CONCURRENCY)
-        except UnsupportedObject as exc:  # outside annotations/<dataset>/: nothing to write
-            logger.warning("object ignored", extra={"reason": exc.reason, "detail": exc.detail})
-            continue
-        metrics.add_metric(name="ImagesAccepted", unit=MetricUnit.Count, value=result.records)
-        metrics.add_metric(name="BoxesAccepted", unit=MetricUnit.Count, value=result.boxes)
-        metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=sum(result.rejections.values()))
-        for reason, count in result.rejections.items():
-            metrics.add_metric(name=f"Rejected_{reason}", unit=MetricUnit.Count, value=count)
-        logger.info(
-            "converted",
-            extra={"dataset": result.dataset, "fragment": result.fragment_key, "records": result.records, "rejections": result.rejections,
-                   "probe_requests": result.probe_requests, "probe_bytes": result.probe_bytes},
+    try:
+        notification = S3Notification.model_validate_json(record.body)
+        for entry in notification.Records:
+            removed = entry.eventName.startswith(REMOVAL_EVENTS)
+            if not removed and not entry.eventName.startswith("ObjectCreated"):
+                continue
+            bucket = entry.s3.bucket.name
+            key = unquote_plus(entry.s3.object.key)  # keys arrive URL-encoded: "my photos/a+b.json"
+            logger.append_keys(object_key=key, bucket=bucket)
+            result = sync_object(s3_client(), bucket=bucket, key=key, artifacts_bucket=os.environ["ARTIFACTS_BUCKET"],
+                                 removed=removed, concurrency=CONCURRENCY)
+            _publish(result, key, entry.eventName)
+    except Exception as exc:
+        logger.warning(
+            "record failed: SQS delivers it again after the visibility timeout, then to the dead-letter queue",
+            extra={"message_id": record.message_id, "receive_count": record.attributes.approximate_receive_count,
+                   "error": f"{type(exc).__name__}: {exc}"},
         )
+        raise
+    finally:
+        logger.remove_keys(["object_key", "bucket"])
+
+
+def _publish(result: ObjectResult | None, key: str, event: str) -> None:
+    if result is None:  # outside annotations/ (the notification never sends those) or a folder placeholder
+        logger.warning("object ignored: not an annotation object", extra={"event": event})
+        return
+    if result.outcome == "kept":
+        logger.info("object exists again: kept its outputs for its own ObjectCreated event", extra={"event": event})
+        return
+    if result.outcome == "removed":
+        metrics.add_metric(name="ObjectsRemoved", unit=MetricUnit.Count, value=1)
+        logger.info("object gone: outputs removed", extra={"outputs": [k for k in (result.fragment_key, result.report_key) if k]})
+        return
+    if result.outcome == "unassigned":
+        metrics.add_metric(name="ObjectsUnassigned", unit=MetricUnit.Count, value=1)
+        logger.warning("object outside any dataset: reported", extra={"report": result.report_key, "rejections": result.rejections})
+        return
+    metrics.add_metric(name="ImagesAccepted", unit=MetricUnit.Count, value=result.records)
+    metrics.add_metric(name="BoxesAccepted", unit=MetricUnit.Count, value=result.boxes)
+    metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=sum(result.rejections.values()))
+    for reason, count in result.rejections.items():
+        metrics.add_metric(name=f"Rejected_{reason}", unit=MetricUnit.Count, value=count)
+    logger.info(
+        "converted",
+        extra={"dataset": result.dataset, "fragment": result.fragment_key, "records": result.records, "rejections": result.rejections,
+               "probe_requests": result.probe_requests, "probe_bytes": result.probe_bytes},
+    )
 
 
 @logger.inject_lambda_context

@@ -52,6 +52,9 @@ EXIT_REFUSED = 3  # convert wrote the manifests, but Rekognition would refuse th
 
 def convert(args: argparse.Namespace) -> dict[str, Any]:
     source = open_source(args.annotations)
+    if source.annotation_files == 0:  # a folder or .zip: nothing to convert is a mistake, not an empty result
+        where = "folder or its subfolders" if source.kind == "folder" else "archive"
+        raise InputError(f"{args.annotations}: no .json annotation file in this {where} ({source.total} other files)")
     images = LocalImages(args.images, args.image_uri)
     if args.labels:
         mapping = load_labels(args.labels)
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = commands.add_parser("reprocess", help="re-run conversion of every annotation object of a dataset")
     r.add_argument("--dataset", required=True)
+    r.add_argument("--interval", type=float, default=5.0, help="how often to check the execution (seconds)")
     _stack_arguments(r)
 
     t = commands.add_parser("train", help="start a training run for a dataset (and optionally wait for it)")
@@ -195,25 +199,50 @@ def _session(args: argparse.Namespace) -> Any:
     return boto3.Session(region_name=args.region) if args.region else boto3.Session()
 
 
-def reprocess(args: argparse.Namespace) -> int:
-    from .aws.reprocess import reprocess_dataset
+def reprocess(args: argparse.Namespace, session: Any = None) -> int:
+    """Start the stack's Reprocess state machine and follow it: progress on stderr, totals on stdout."""
+    from .aws.reprocess import NothingToReprocess, ReprocessFailed, follow_reprocess, start_reprocess
     from .aws.stack import stack_outputs
+    from .training import OptionsError, check_dataset_name
 
-    session = _session(args)
+    try:
+        check_dataset_name(args.dataset)
+    except OptionsError as exc:
+        raise InputError(f"--dataset: {exc}") from None
+    session = session or _session(args)
     outputs = stack_outputs(session, args.stack)
-    count = reprocess_dataset(
-        session.client("s3"), session.client("sqs"), bucket=outputs["DatasetBucketName"],
-        queue_url=outputs["AnnotationQueueUrl"], dataset=args.dataset,
-    )
-    print(f"re-enqueued {count} annotation objects of dataset {args.dataset!r}")
-    return count
+    if "ReprocessStateMachineArn" not in outputs:
+        raise StackNotFound(f"stack {args.stack!r} has no ReprocessStateMachineArn output: deploy this version of the stack")
+    sfn = session.client("stepfunctions")
+    arn = start_reprocess(sfn, outputs["ReprocessStateMachineArn"], dataset=args.dataset)
+    print(f"started {arn}", file=sys.stderr, flush=True)
+
+    def progress(counts: dict[str, int]) -> None:
+        # The Map Run's item counts (on AWS the objects listed; moto counts its batches).
+        print(f"  re-enqueued {counts.get('succeeded', 0)}/{counts.get('total', 0)} (Map Run items)"
+              + (f", {counts['failed']} failed" if counts.get("failed") else ""), file=sys.stderr, flush=True)
+
+    try:
+        result = follow_reprocess(sfn, arn, interval=args.interval, on_progress=progress)
+    except NothingToReprocess as exc:
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 1
+    except ReprocessFailed as exc:
+        print(f"fashion-pipeline: reprocess {exc}", file=sys.stderr)
+        return 1
+    print(f"re-enqueued {result['objects']} annotation objects of dataset {result['dataset']!r} in {result['batches']} batches")
+    return 0
 
 
 def train(args: argparse.Namespace) -> int:
     from .aws.stack import stack_outputs
     from .aws.training_runs import follow, start_training
-    from .training import OptionsError, TrainingOptions
+    from .training import OptionsError, TrainingOptions, check_dataset_name
 
+    try:
+        check_dataset_name(args.dataset)  # the rule the workflow applies, before anything starts
+    except OptionsError as exc:
+        raise InputError(f"--dataset: {exc}") from None
     options: dict[str, Any] = {
         key: value
         for key, value in {
@@ -285,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sample = generate(args.out, images=args.images, seed=args.seed, defects=args.defects)
             print(f"wrote {len(sample.files)} annotation files to {sample.annotations} and images to {sample.images}")
         elif args.command == "reprocess":
-            reprocess(args)
+            return reprocess(args)
         elif args.command == "train":
             return train(args)
         elif args.command == "local":

@@ -13,7 +13,7 @@ import json
 from typing import Any, Iterator
 
 from .labels import CATEGORY_NAMES
-from .records import AnnotationError, ImageAnnotation, SourceBox
+from .records import AnnotationError, ImageAnnotation, SourceBox, normalise_image_name, pair_id_problem
 
 try:  # pydantic's Rust JSON parser, where installed (the Lambdas and the CLI have it)
     from pydantic_core import SchemaValidator, core_schema
@@ -35,13 +35,15 @@ else:
 
 IMAGE_EXTENSIONS = (".jpg", ".png", ".jpeg")  # DeepFashion2 ships .jpg; .png is the common other
 MAX_ITEMS_IN_ORDER = 64  # item1 ... item64 in this order need no sorting
+MAX_ITEM_DIGITS = 18  # itemN sorts by the number N; a longer N sorts after (int() refuses 4,300 digits)
 
 
 _IN_ORDER = [f"item{number}" for number in range(1, MAX_ITEMS_IN_ORDER + 1)]
 
 
-def _item_order(entry: tuple[str, Any]) -> tuple[int, str]:
-    return int(entry[0][4:]), entry[0]
+def _item_order(entry: tuple[str, Any]) -> tuple[int, int, str]:
+    digits = entry[0][4:]
+    return (0, int(digits), entry[0]) if len(digits) <= MAX_ITEM_DIGITS else (1, 0, entry[0])
 
 
 def load_document(data: bytes) -> Any:
@@ -74,6 +76,8 @@ def parse_document(document: Any, *, source: str, image_candidates: tuple[str, .
     if not items and "pair_id" not in document and "source" not in document:
         raise AnnotationError("not_an_annotation", "no DeepFashion2 fields (source, pair_id, itemN)")
     pair_id = document.get("pair_id")
+    if pair_id is not None and (problem := pair_id_problem(pair_id)) is not None:
+        raise AnnotationError("invalid_pair_id", problem)  # its split group is unknown: it cannot be placed
     boxes = []
     for key, item in items:
         if not isinstance(item, dict):
@@ -115,6 +119,7 @@ def iter_jsonl(lines: Iterator[bytes], *, source: str) -> Iterator[ImageAnnotati
             yield AnnotationError("not_an_annotation", f"line {number} has no 'image' file name", where)
             continue
         try:
+            image = normalise_image_name(image)  # "./a.jpg" is "a.jpg"; "../a.jpg" is refused
             candidates = (image,) if image.lower().endswith(IMAGE_EXTENSIONS) else image_candidates(image)
             yield parse_document(document, source=where, image_candidates=candidates)
         except AnnotationError as exc:

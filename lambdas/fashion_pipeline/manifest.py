@@ -14,6 +14,7 @@ takes batches in input order (``accept``), or records one by one (``add``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import marshal
 import os
@@ -174,6 +175,11 @@ class ManifestLines:
         return Rejection(source, image, "unknown_category", f"category {category!r} is not in the catalogue", f"box {index + 1}")
 
 
+def image_hash(image_uri: str) -> int:
+    """A 64-bit digest of an image URI that every process agrees on (duplicates are found by it)."""
+    return int.from_bytes(hashlib.blake2b(image_uri.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
 def _mask(class_ids: Iterable[int]) -> int:
     mask = 0
     for class_id in class_ids:
@@ -205,7 +211,6 @@ MAX_PARTITIONS = 512  # open files while partitioning; past 4M records partition
 PENDING_ENTRIES = 1 << 13  # entries waiting, in all, to be written to their partition's file
 DUPLICATE_FILTER_BITS = 1 << 24  # 2 MB of bits for the duplicate search
 BLOCK_RECORDS = 1 << 14  # records per block when finish streams the columns
-_MASK64 = (1 << 64) - 1
 _Part = tuple[Sequence[int], Sequence[int], Sequence[int]]  # group hashes, record indices, label masks
 # The spool files a batch adds to, one per column of Batch.
 _COLUMNS = ("lines", "image_hashes", "group_hashes", "masks", "sizes", "boxes", "labels", "origins")
@@ -227,7 +232,7 @@ class Batch(NamedTuple):
     images: int  # input images the batch stands for (accepted and rejected)
     records: int  # lines in the batch
     lines: bytes  # the manifest lines, each with its newline
-    image_hashes: bytes  # array("Q"): hash() of each line's image URI, to find duplicates
+    image_hashes: bytes  # array("Q"): image_hash() of each line's image URI, to find duplicates
     group_hashes: bytes  # array("Q"): Prepared.group_hash of each line
     masks: bytes  # each line's labels as a bit mask, ManifestLines.mask_bytes each
     sizes: bytes  # array("I"): bytes per line
@@ -266,9 +271,9 @@ class BatchBuilder:
             self.rejections.append(Rejection(source, image, *problem))
             return
         self._lines.append(line)
-        # hash() rather than a keyed digest: the image hash only has to agree within one run
-        # (workers are forked, so they share the interpreter's hash secret).
-        self._image_hashes.append(hash(image_uri) & _MASK64)
+        # A digest, not hash(): batches are also built by other processes (forked workers,
+        # and the Lambdas that write shards, see shards.py), which hash() would not agree with.
+        self._image_hashes.append(image_hash(image_uri))
         self._group_hashes.append(group_hash)
         self._masks.append(mask.to_bytes(self._mask_bytes, "little"))
         self._sizes.append(len(line))

@@ -9,6 +9,7 @@ names, so the label mapping is applied at assembly and can change without re-con
 from __future__ import annotations
 
 import math
+import posixpath
 from dataclasses import dataclass, field
 from typing import Any, Iterable, NamedTuple
 
@@ -23,6 +24,86 @@ MIN_BOX_SIDE = 1  # a box this thin (or thinner) after clipping teaches nothing
 # The page does not say to what size; we assume the gentlest resize it allows, the longer side to
 # 1280 px with the aspect ratio kept, so every box dropped for it here would fail there too.
 TRAINING_SIDE = 1280
+
+
+# What the COCO reader puts in place of an unpaired surrogate escape such as "\ud800" (coco.py):
+# a noncharacter, which Unicode reserves for a program's internal use ("Noncharacters", The
+# Unicode Standard, section 23.7), so that such a string is still seen as not text here.
+NOT_TEXT = "\uffff"
+
+
+def is_text(value: str) -> bool:
+    """True if ``value`` can be written as UTF-8: no lone surrogate (json.loads makes one of
+    the escape \\ud800, and os.fsdecode of a file name that is not UTF-8 one such as U+DCFF),
+    and no NOT_TEXT."""
+    if value.isascii():
+        return True
+    if NOT_TEXT in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(value: str) -> str:
+    """``value`` as a report can write it: a lone surrogate becomes its escape (backslash, u, hex)."""
+    return value if is_text(value) else value.replace(NOT_TEXT, "\\uffff").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+NOT_TEXT_DETAIL = "not valid Unicode text (a lone surrogate escape such as \\ud800, or U+FFFF)"
+
+
+def normalise_image_name(name: str) -> str:
+    """An image file name from an annotation, as a path relative to the images root.
+
+    The one rule for both image stores (a local ``--images`` folder, ``LocalImages``; a dataset's
+    S3 prefix, ``S3ImageStore``) and the readers that name images (COCO ``file_name``, the
+    ``image`` of JSON Lines): ``./a.jpg``, ``a//b.jpg`` and ``a/x/../b.jpg`` name the files
+    ``a.jpg`` and ``a/b.jpg``, as ``aws s3 sync`` uploads them (POSIX rules, ``posixpath.normpath``:
+    https://docs.python.org/3/library/os.path.html#os.path.normpath; a backslash is an ordinary
+    character). A name that leaves the root (``../x.jpg``, ``/etc/x.jpg``) is refused, so no
+    annotation reads outside the images folder or the dataset's prefix.
+
+    Raises AnnotationError (``image_outside_images``, ``invalid_file_name``).
+    """
+    if name.isascii() and "/" not in name and "\0" not in name and name not in ("", ".", ".."):
+        return name  # a bare file name, the usual case (this runs per image)
+    normal = posixpath.normpath(name) if "/" in name else name
+    if normal == ".." or normal.startswith(("/", "../")):
+        raise AnnotationError(
+            "image_outside_images", f"image file name {name!r} leaves the images folder; names are relative to it, without '..' past its root"
+        )
+    if normal in ("", "."):
+        raise AnnotationError("invalid_file_name", f"image file name {name!r} names no file (empty, or the images folder itself)")
+    if "\0" in normal:
+        raise AnnotationError("invalid_file_name", f"image file name {name!r} holds a NUL character, which no file name can")
+    if not is_text(normal):
+        raise AnnotationError("invalid_file_name", f"image file name {name!r} is {NOT_TEXT_DETAIL}")
+    return normal
+
+
+def checked_image_names(candidates: tuple[str, ...]) -> tuple[str, ...]:
+    """``candidates`` normalised for an image store to look up; raises ImageError for a name
+    the store must not read (normalise_image_name), which the conversion reports."""
+    try:
+        return tuple([normalise_image_name(name) for name in candidates])
+    except AnnotationError as exc:
+        raise ImageError(exc.reason, exc.detail) from None
+
+
+def pair_id_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a ``pair_id`` (which groups images for the split), or None when it
+    can: an integer, a finite number or text. ``true`` is no number here, nor a list an id."""
+    kind = type(value)
+    if kind is int:
+        return None
+    if kind is float:
+        return None if math.isfinite(value) else f"pair_id {value!r} is not a finite number"
+    if kind is str:
+        return None if is_text(value) else f"pair_id {value!r} is {NOT_TEXT_DETAIL}"
+    return f"pair_id {value!r} is not a number or a string"
 
 
 class AnnotationError(Exception):
@@ -46,9 +127,12 @@ class Rejection:
     item: str | None = None  # set for a dropped box whose image may still be in a manifest
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"source": self.source, "image": self.image, "reason": self.reason, "detail": self.detail}
+        # printable: a report line is UTF-8, and a name from the input may hold a lone surrogate
+        # (a folder's file name that is not UTF-8), which must not stop the report being written.
+        image = self.image
+        out = {"source": printable(self.source), "image": image if image is None else printable(image), "reason": self.reason, "detail": printable(self.detail)}
         if self.item is not None:
-            out["item"] = self.item
+            out["item"] = printable(self.item)
         out["level"] = "box" if self.item is not None else "image"
         return out
 
@@ -63,6 +147,7 @@ class SourceBox:
     category: str | None  # canonical name, None when the id is unknown
     category_id: Any
     xyxy: Any  # [x1, y1, x2, y2] as read; validated by build_record
+    problem: tuple[str, str] | None = None  # (reason, detail): why the reader already knows the box is unusable
 
 
 @dataclass(slots=True)
@@ -198,12 +283,21 @@ def build_record(
         check_rules(info, file_bytes)
     except ImageError as exc:
         return None, [Rejection(annotation.source, image_uri.rsplit("/", 1)[-1], exc.reason, exc.detail)]
+    source, pair_id = annotation.source, annotation.pair_id
+    # The readers refuse such text already; this keeps a record that could not be written as
+    # UTF-8 (fragment, manifest) out, whatever reader made it.
+    if not is_text(source):
+        return None, [Rejection(source, image_uri.rsplit("/", 1)[-1], "invalid_file_name", f"the annotation's name is {NOT_TEXT_DETAIL}")]
+    if pair_id is not None and not is_text(pair_id):
+        return None, [Rejection(source, image_uri.rsplit("/", 1)[-1], "invalid_pair_id", f"pair_id {pair_id!r} is {NOT_TEXT_DETAIL}")]
     rejections: list[Rejection] = []
     boxes: list[Box] = []
     width, height = info.width, info.height
     thin = _thin_after_resize(width, height)
     for box in annotation.boxes:
         try:
+            if box.problem is not None:
+                raise AnnotationError(*box.problem)
             if box.category is None:
                 raise AnnotationError("unknown_category", f"category_id {box.category_id!r} is not in the catalogue")
             clipped = clip_box(box.xyxy, width, height)
@@ -212,7 +306,7 @@ def build_record(
             boxes.append(Box(box.category, *clipped))
         except AnnotationError as exc:
             rejections.append(Rejection(annotation.source, image_uri.rsplit("/", 1)[-1], exc.reason, exc.detail, box.item))
-    record = Record(annotation.source, image_uri, width, height, info.depth, annotation.pair_id, tuple(boxes), created)
+    record = Record(source, image_uri, width, height, info.depth, pair_id, tuple(boxes), created)
     return record, rejections
 
 

@@ -9,6 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .layout import RUNS_PREFIX
 from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -174,7 +175,7 @@ def run_names(dataset: str, now: dt.datetime, execution_name: str) -> dict[str, 
         "run_id": run_id,
         "project_name": f"{PROJECT_PREFIX}{dataset}",
         "version_name": f"{dataset}-{run_id}"[:255],
-        "prefix": f"runs/{dataset}/{run_id}/",
+        "prefix": f"{RUNS_PREFIX}{dataset}/{run_id}/",
     }
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fashion_pipeline.detections import MAX_CONFIDENCE, MAX_RESULTS, MIN_CONFIDENCE, MIN_RESULTS
-
-IMAGES_PREFIX = "images/"  # dataset bucket layout: images/<dataset>/...
+from fashion_pipeline.layout import IMAGES_PREFIX
 
 
 class DetectionRequest(BaseModel):

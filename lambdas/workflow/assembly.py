@@ -1,29 +1,120 @@
-"""Assemble a dataset's fragments from S3 into train/test manifests under a run prefix."""
+"""Assemble a dataset's fragments from S3 into train/test manifests under a run prefix.
+
+Two steps, as the state machine runs them (``infrastructure/training_flow.py``):
+
+* ``write_shard``: a Distributed Map child. Its batch names some of the dataset's fragments
+  (the Map's S3 ItemReader lists ``fragments/<dataset>/``, its ItemBatcher groups them); it
+  reads each fragment and the report beside it, many requests at a time, and writes one shard
+  under ``runs/<dataset>/<run>/shards/`` (see ``fashion_pipeline.shards``).
+* ``merge_shards``: reads every shard of the run and writes ``train.manifest``,
+  ``test.manifest``, ``summary.json`` and ``report.json`` beside them.
+
+With one annotation object per image (DeepFashion2's layout) reading is two small GETs per
+image, ~15 ms each from a Lambda: 391k images read one at a time would take over 3 hours,
+which is why the reading is spread over children and, within one, over threads.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
-from typing import Any
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterator
 
+from fashion_pipeline import layout
 from fashion_pipeline.labels import LabelCatalogue
-from fashion_pipeline.manifest import ManifestAssembler, manifest_problems, write_report
-from fashion_pipeline.records import Record, Rejection
+from fashion_pipeline.manifest import ManifestAssembler, ManifestLines, manifest_problems, write_report
+from fashion_pipeline.shards import Shard, ShardWriter, fragment_batch, merge_into, report_rejections
+
+DEFAULT_CONCURRENCY = 32  # requests in flight per child
+WINDOW_BYTES = 256 * 1024 * 1024  # fragment bytes a child holds in memory at once
 
 
 class ManifestValidationError(Exception):
     """The assembled manifests break Rekognition's rules: training would fail or mislead."""
 
 
-def _keys(s3: Any, bucket: str, prefix: str) -> list[str]:
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [obj["Key"] for obj in page.get("Contents", [])]
-    return sorted(keys)  # order-independent of listing, so runs are reproducible
+def shard_key(run_prefix: str, fragment_keys: list[str]) -> str:
+    """One name per batch of keys, so a retried child overwrites its own shard."""
+    digest = hashlib.blake2b("\n".join(sorted(fragment_keys)).encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+    return f"{layout.shards_prefix(run_prefix)}{digest}.shard"
 
 
-def assemble_dataset(
+def write_shard(
+    s3: Any,
+    *,
+    items: list[dict[str, Any]],
+    dataset: str,
+    dataset_bucket: str,
+    artifacts_bucket: str,
+    run_prefix: str,
+    catalogue: LabelCatalogue,
+    seed: int,
+    job_name: str,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> dict[str, Any]:
+    """Read the fragments ``items`` name (ItemReader entries: ``Key``, ``Size``) and the report
+    beside each; write their shard. Returns counts and the shard's key."""
+    keys = sorted(item["Key"] for item in items)
+    sizes = {item["Key"]: int(item.get("Size") or 0) for item in items}
+    lines = ManifestLines(catalogue, job_name=job_name, seed=seed)
+    prefix = layout.image_prefix(dataset_bucket, dataset)
+    key = shard_key(run_prefix, keys)
+    records = outside = 0
+    reports: list[tuple[str, bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="shard-") as workdir:
+        path = os.path.join(workdir, "shard")
+        with open(path, "wb") as out, ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            writer = ShardWriter(out, fragments=keys, reports=[layout.report_key_of(k) for k in keys])
+            for fragment_key, fragment, report_key, report in _fetch_all(pool, s3, artifacts_bucket, keys, sizes, concurrency):
+                batch, out_of_prefix = fragment_batch(lines, fragment_key, fragment, prefix)
+                writer.fragment(fragment_key, batch, out_of_prefix)
+                records += batch.records
+                outside += out_of_prefix
+                if report is not None:  # reports are small: kept until the fragments are written
+                    reports.append((report_key, report))
+            for report_key, report in sorted(reports):
+                writer.report(report_key, report_rejections(report))
+        s3.upload_file(path, artifacts_bucket, key, ExtraArgs={"ContentType": "application/octet-stream"})
+    return {"shard": key, "fragments": len(keys), "reports": len(reports), "records": records, "outside": outside}
+
+
+def _fetch_all(pool: ThreadPoolExecutor, s3: Any, bucket: str, keys: list[str], sizes: dict[str, int],
+               concurrency: int) -> Iterator[tuple[str, bytes, str, bytes | None]]:
+    """(fragment key, body, report key, report body or None) in key order, fetched ahead by a
+    window of a few requests per thread, and at most WINDOW_BYTES of fragments."""
+    window: deque[tuple[str, Future, Future]] = deque()
+    held = 0
+    for fragment_key in keys:
+        report_key = layout.report_key_of(fragment_key)
+        window.append((fragment_key, pool.submit(_get, s3, bucket, fragment_key), pool.submit(_get_if_present, s3, bucket, report_key)))
+        held += sizes.get(fragment_key, 0)
+        while len(window) > 4 * concurrency or (held > WINDOW_BYTES and len(window) > 1):
+            done_key, fragment, report = window.popleft()
+            held -= sizes.get(done_key, 0)
+            yield done_key, fragment.result(), layout.report_key_of(done_key), report.result()
+    while window:
+        done_key, fragment, report = window.popleft()
+        yield done_key, fragment.result(), layout.report_key_of(done_key), report.result()
+
+
+def _get(s3: Any, bucket: str, key: str) -> bytes:
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _get_if_present(s3: Any, bucket: str, key: str) -> bytes | None:
+    """A fragment's report. The converter writes the fragment, then its report; a fragment
+    whose conversion is still under way (or was interrupted, and will be retried) has none yet."""
+    try:
+        return _get(s3, bucket, key)
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def merge_shards(
     s3: Any,
     *,
     dataset: str,
@@ -35,43 +126,33 @@ def assemble_dataset(
     seed: int,
     job_name: str,
     region: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
 ) -> dict[str, Any]:
-    """Stream every fragment of ``dataset``; write manifests, summary and report under ``prefix``.
+    """Merge the run's shards; write manifests, summary and report under ``prefix``.
 
-    Memory stays flat (see ManifestAssembler: records are spooled to /tmp); records stream from S3
-    line by line and manifests are written to /tmp, then uploaded. ``region`` is where Rekognition
-    trains, whose image caps the manifests are checked against (see manifest_problems).
+    Memory stays flat (see ManifestAssembler: records are spooled to /tmp). ``region`` is where
+    Rekognition trains, whose image caps the manifests are checked against (manifest_problems).
     """
-    image_prefix = f"s3://{dataset_bucket}/images/{dataset}/"
-    outside = 0
-    fragments = _keys(s3, artifacts_bucket, f"fragments/{dataset}/")
-    reports = _keys(s3, artifacts_bucket, f"reports/{dataset}/")
+    image_prefix = layout.image_prefix(dataset_bucket, dataset)
+    listed = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=artifacts_bucket, Prefix=layout.shards_prefix(prefix)):
+        listed += page.get("Contents", [])
     with tempfile.TemporaryDirectory(prefix="assemble-") as workdir:
+        paths = [os.path.join(workdir, f"{index}.shard") for index in range(len(listed))]
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            list(pool.map(lambda entry, path: s3.download_file(artifacts_bucket, entry["Key"], path), listed, paths))
+        # Newer shards win a key both hold (see fashion_pipeline.shards).
+        shards = [Shard.open(path, (entry["LastModified"], entry["Key"])) for entry, path in zip(listed, paths)]
         with ManifestAssembler(catalogue, test_fraction=test_fraction, seed=seed, job_name=job_name, workdir=workdir) as assembler:
-            for key in fragments:
-                body = s3.get_object(Bucket=artifacts_bucket, Key=key)["Body"]
-                for line in body.iter_lines():
-                    if not line.strip():
-                        continue
-                    record = Record.from_dict(json.loads(line))
-                    if not record.image_uri.startswith(image_prefix):
-                        outside += 1
-                        assembler.reject(Rejection(record.source, record.image_name, "image_outside_dataset", f"{record.image_uri} is not under {image_prefix}"))
-                        continue
-                    assembler.add(record)
-            # What conversion already left out is carried into this run's report.
-            for key in reports:
-                report = json.loads(s3.get_object(Bucket=artifacts_bucket, Key=key)["Body"].read())
-                for entry in report.get("rejected", []):
-                    assembler.reject(Rejection.from_dict(entry))
-            paths = {name: os.path.join(workdir, name) for name in ("train.manifest", "test.manifest", "report.json")}
-            with open(paths["train.manifest"], "wb") as train, open(paths["test.manifest"], "wb") as test:
+            counts = merge_into(assembler, shards)
+            outputs = {name: os.path.join(workdir, name) for name in ("train.manifest", "test.manifest", "report.json")}
+            with open(outputs["train.manifest"], "wb") as train, open(outputs["test.manifest"], "wb") as test:
                 summary = assembler.finish(train, test)
-            summary["fragments"] = len(fragments)
-            summary["problems"] = manifest_problems(summary, image_prefix=image_prefix, outside=outside, region=region)
-            with open(paths["report.json"], "w", encoding="utf-8") as report_file:
+            summary["fragments"] = counts.fragments
+            summary["problems"] = manifest_problems(summary, image_prefix=image_prefix, outside=counts.outside, region=region)
+            with open(outputs["report.json"], "w", encoding="utf-8") as report_file:
                 write_report(report_file, summary, assembler.iter_rejections())
-            for name, path in paths.items():
+            for name, path in outputs.items():
                 content_type = "application/json" if name.endswith(".json") else "application/x-ndjson"
                 s3.upload_file(path, artifacts_bucket, prefix + name, ExtraArgs={"ContentType": content_type})
     s3.put_object(Bucket=artifacts_bucket, Key=prefix + "summary.json", Body=json.dumps(summary, indent=2).encode(), ContentType="application/json")
@@ -82,4 +163,21 @@ def assemble_dataset(
         "labels": len(set(summary["train"]["boxes"])),
         "rejections": summary["rejections"]["images"],
         "problems": summary["problems"],
+        "shards": len(shards),
     }
+
+
+def assemble_in_process(s3: Any, *, batch_size: int = 1000, concurrency: int = DEFAULT_CONCURRENCY, **run: Any) -> dict[str, Any]:
+    """Both steps in this process, the batches one after the other: what the state machine does
+    with its Distributed Map, for tests and for the benchmark's sequential baseline. ``run``
+    holds ``merge_shards``'s keyword arguments."""
+    keys: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=run["artifacts_bucket"], Prefix=layout.fragments_prefix(run["dataset"])):
+        keys += page.get("Contents", [])
+    for start in range(0, len(keys), batch_size):
+        write_shard(
+            s3, items=keys[start : start + batch_size], dataset=run["dataset"], dataset_bucket=run["dataset_bucket"],
+            artifacts_bucket=run["artifacts_bucket"], run_prefix=run["prefix"], catalogue=run["catalogue"], seed=run["seed"],
+            job_name=run["job_name"], concurrency=concurrency,
+        )
+    return merge_shards(s3, concurrency=concurrency, **run)

@@ -1,4 +1,4 @@
-"""Lambda tasks of the training workflow: prepare, assemble, evaluate, retire, finish.
+"""Lambda tasks of the training workflow: prepare, shard and assemble, evaluate, retire, finish.
 
 The state machine does the Rekognition calls itself (SDK integrations); these functions do
 only what needs logic. Each raises a named exception on a business failure, which Step
@@ -15,26 +15,29 @@ from functools import lru_cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fashion_pipeline import lifecycle
+from fashion_pipeline.layout import REQUESTS_PREFIX
 from fashion_pipeline.training import OptionsError, TrainingOptions, check_dataset_name, evaluation_report, run_names
 from workflow import lock
-from workflow.assembly import ManifestValidationError, assemble_dataset
+from workflow.assembly import DEFAULT_CONCURRENCY, ManifestValidationError, merge_shards, write_shard
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
 
-REQUEST_PREFIX = "requests/"
 LOCK_MARGIN_SECONDS = 3600  # the lease outlives the longest run by this much
+ASSEMBLY_CONCURRENCY = int(os.environ.get("ASSEMBLY_CONCURRENCY", DEFAULT_CONCURRENCY))  # S3 requests in flight
 
 
 @lru_cache(maxsize=None)
 def client(name: str) -> Any:
-    return boto3.client(name)
+    # A connection per assembly thread; adaptive retries absorb S3's 503 Slow Down.
+    return boto3.client(name, config=Config(max_pool_connections=ASSEMBLY_CONCURRENCY + 4, retries={"mode": "adaptive", "max_attempts": 8}))
 
 
 def _env(name: str) -> str:
@@ -45,9 +48,9 @@ def _request_from(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The dataset and options, from a direct start or a ``requests/<dataset>.json`` upload."""
     if "detail" in event:  # EventBridge "Object Created" from the dataset bucket
         key = event["detail"]["object"]["key"]
-        if not (key.startswith(REQUEST_PREFIX) and key.endswith(".json")):
-            raise OptionsError(f"{key}: training requests are uploaded as {REQUEST_PREFIX}<dataset>.json")
-        dataset = key[len(REQUEST_PREFIX) : -len(".json")]
+        if not (key.startswith(REQUESTS_PREFIX) and key.endswith(".json")):
+            raise OptionsError(f"{key}: training requests are uploaded as {REQUESTS_PREFIX}<dataset>.json")
+        dataset = key[len(REQUESTS_PREFIX) : -len(".json")]
         body = client("s3").get_object(Bucket=event["detail"]["bucket"]["name"], Key=key)["Body"].read()
         try:
             options = json.loads(body or b"{}")
@@ -81,23 +84,34 @@ def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     }
 
 
+def _assembly(run: dict[str, Any]) -> tuple[TrainingOptions, dict[str, Any]]:
+    """The run's options, and what both assembly steps are told about the run."""
+    options = TrainingOptions.parse(run["options"])
+    return options, {
+        "dataset": run["dataset"], "dataset_bucket": run["dataset_bucket"], "artifacts_bucket": run["artifacts_bucket"],
+        "catalogue": options.catalogue(), "seed": options.seed, "job_name": run["version_name"], "concurrency": ASSEMBLY_CONCURRENCY,
+    }
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def shard(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A child of the "Read fragments" Distributed Map: its ItemBatcher's batch of fragments
+    (``Items``, as the S3 ItemReader lists them) and the run (``BatchInput``)."""
+    run = event["BatchInput"]["run"]
+    _, arguments = _assembly(run)
+    result = write_shard(client("s3"), items=event["Items"], run_prefix=run["prefix"], **arguments)
+    logger.info("shard written", extra=result)
+    return result
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def assemble(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Merge the run's shards into the manifests, summary and report."""
     run = event["run"]
-    options = TrainingOptions.parse(run["options"])
-    result = assemble_dataset(
-        client("s3"),
-        dataset=run["dataset"],
-        dataset_bucket=run["dataset_bucket"],
-        artifacts_bucket=run["artifacts_bucket"],
-        prefix=run["prefix"],
-        catalogue=options.catalogue(),
-        test_fraction=options.test_fraction,
-        seed=options.seed,
-        job_name=run["version_name"],
-        region=os.environ.get("AWS_REGION"),
-    )
+    options, arguments = _assembly(run)
+    result = merge_shards(client("s3"), prefix=run["prefix"], test_fraction=options.test_fraction, region=os.environ.get("AWS_REGION"), **arguments)
     logger.info("assembled", extra=result)
     if result["problems"]:
         raise ManifestValidationError("; ".join(result["problems"]) + f" (details: s3://{run['artifacts_bucket']}/{run['prefix']}report.json)")

@@ -174,3 +174,11 @@ def test_domain_core_never_imports_the_aws_sdk():
         imported = {n.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for n in node.names}
         imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
         assert not imported & {"boto3", "botocore", "aws_cdk"}, name
+
+
+def test_train_refuses_a_dataset_name_with_the_workflows_rule(capsys):
+    # Before any AWS call: no stack, region or credentials are needed to be told so.
+    assert main(["train", "--dataset", "My Data"]) == 2
+    error = capsys.readouterr().err
+    assert "fashion-pipeline: error: --dataset: dataset name 'My Data' must be 1-64 letters, digits" in error
+    assert "Traceback" not in error

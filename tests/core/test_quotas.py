@@ -158,7 +158,7 @@ def test_assembly_puts_the_problems_in_summary_json_and_report_json(monkeypatch)
     from moto import mock_aws
 
     from fashion_pipeline.records import Box, Record
-    from workflow.assembly import assemble_dataset
+    from workflow.assembly import assemble_in_process
 
     monkeypatch.setattr("fashion_pipeline.manifest.MAX_IMAGES_BY_REGION", {None: (250_000, 250_000), "eu-west-2": (1, 1)})
     records = [Record("a.json", f"s3://data/images/demo/{i}.jpg", 640, 480, 3, str(i), (Box("skirt", 1, 2, 30, 40),), "2024-01-01") for i in range(10)]
@@ -168,11 +168,11 @@ def test_assembly_puts_the_problems_in_summary_json_and_report_json(monkeypatch)
             s3.create_bucket(Bucket=bucket)
         s3.put_object(Bucket="artifacts", Key="fragments/demo/a.jsonl", Body="\n".join(json.dumps(r.to_dict()) for r in records).encode())
         options = dict(dataset="demo", dataset_bucket="data", artifacts_bucket="artifacts", prefix="runs/demo/1/", catalogue=LabelCatalogue(), test_fraction=0.2, seed=0, job_name="job")
-        result = assemble_dataset(s3, **options, region="eu-west-2")
+        result = assemble_in_process(s3, **options, region="eu-west-2")
         read = lambda name: json.loads(s3.get_object(Bucket="artifacts", Key=f"runs/demo/1/{name}")["Body"].read())
         assert result["problems"] == [
             "the train manifest has 8 images; Rekognition accepts at most 1 in eu-west-2",
             "the test manifest has 2 images; Rekognition accepts at most 1 in eu-west-2",
         ]
         assert read("summary.json")["problems"] == read("report.json")["summary"]["problems"] == result["problems"]
-        assert assemble_dataset(s3, **options)["problems"] == read("summary.json")["problems"] == []
+        assert assemble_in_process(s3, **options)["problems"] == read("summary.json")["problems"] == []

@@ -112,6 +112,12 @@ IAM_ACTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("s3", "UploadPart"): ("s3:PutObject",),
     ("s3", "CompleteMultipartUpload"): ("s3:PutObject",),
     ("lambda", "Invoke"): ("lambda:InvokeFunction",),
+    # SQS's batch operations have no IAM action of their own: "setting permissions for SendMessage,
+    # DeleteMessage, or ChangeMessageVisibility sets permissions for the corresponding batch versions"
+    # (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+    ("sqs", "SendMessageBatch"): ("sqs:SendMessage",),
+    ("sqs", "DeleteMessageBatch"): ("sqs:DeleteMessage",),
+    ("sqs", "ChangeMessageVisibilityBatch"): ("sqs:ChangeMessageVisibility",),
 }
 # The IAM prefix is the model's signing name (endpoint prefix when it has none), except for these.
 _IAM_PREFIXES = {"cloudwatch": "cloudwatch"}  # signs as "monitoring"

@@ -20,11 +20,12 @@ from tests.synthesis import Synthesized
 # Calls known to exist: the analysis must find at least these (handler -> (service, operation)).
 KNOWN_CALLS = {
     "workflow.handler.prepare": {("dynamodb", "PutItem"), ("s3", "GetObject")},
+    "workflow.handler.shard": {("s3", "GetObject"), ("s3", "PutObject")},
     "workflow.handler.assemble": {("s3", "ListObjectsV2"), ("s3", "GetObject"), ("s3", "PutObject")},
     "workflow.handler.evaluate": {("s3", "GetObject"), ("s3", "PutObject")},
     "workflow.handler.retire": {("rekognition", "DescribeProjectVersions"), ("rekognition", "StopProjectVersion")},
     "workflow.handler.finish": {("dynamodb", "DeleteItem"), ("s3", "PutObject")},
-    "converter.handler.handler": {("s3", "GetObject"), ("s3", "HeadObject"), ("s3", "PutObject")},
+    "converter.handler.handler": {("s3", "GetObject"), ("s3", "HeadObject"), ("s3", "PutObject"), ("s3", "DeleteObject")},
     "inference.handler.handler": {("rekognition", "DetectCustomLabels"), ("ssm", "GetParameter"), ("s3", "GetObject")},
     "inference.autostop.handler": {("rekognition", "StopProjectVersion"), ("ssm", "GetParameter")},
 }

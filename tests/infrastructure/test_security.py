@@ -88,13 +88,18 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
         return [(f"{path}/Function", "AwsSolutions-L1"), (f"{path}/Role", xray), *((f"{path}/Role", r) for r in role_rules)]
 
     root, train, api = "FashionPipeline", "FashionPipeline/Training", "FashionPipeline/Api"
+    machine = synthesized.logical_id(training.state_machine)
+    executions = ('arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:'
+                  f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine}"}}]}}]}}')
+    reprocess_executions = executions.replace(machine, synthesized.logical_id(stack.reprocess.state_machine))
     expected = [
         (f"{root}/BucketNotificationsHandler050a0587b7544547bf325f094a3db834",
          "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"),
         *function(f"{root}/Ingestion/Converter", objects(dataset, "annotations/*"), objects(dataset, "images/*"),
-                  objects(artifacts, "fragments/*"), objects(artifacts, "reports/*")),
+                  objects(artifacts, "fragments/*"), objects(artifacts, "reports/*"), objects(artifacts, "unassigned/*")),
         *function(f"{train}/PrepareFunction", objects(dataset, "requests/*")),
-        *function(f"{train}/Assemble", objects(artifacts, "fragments/*"), objects(artifacts, "reports/*"), objects(artifacts, "runs/*")),
+        *function(f"{train}/ShardFunction", objects(artifacts, "fragments/*"), objects(artifacts, "reports/*"), objects(artifacts, "runs/*")),
+        *function(f"{train}/Assemble", objects(artifacts, "runs/*")),
         *function(f"{train}/EvaluateFunction", objects(artifacts, "runs/*")),
         *function(f"{train}/RetireFunction", projects),
         *function(f"{train}/FinishFunction", objects(artifacts, "runs/*")),
@@ -105,8 +110,16 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
             objects(dataset, "images/*"), objects(artifacts, "runs/*/train.manifest"), objects(artifacts, "runs/*/test.manifest"),
             objects(artifacts, "runs/*/output/*"),
             *(f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(f)}.Arn>:*]" for f in (
-                training.prepare_function, training.assemble_function, training.evaluate_function, training.retire_function,
-                training.finish_function)))),
+                training.prepare_function, training.shard_function, training.assemble_function, training.evaluate_function,
+                training.retire_function, training.finish_function)))),
+        # The Distributed Map's policy on its own child executions.
+        *((f"{train}/StateMachine", f"AwsSolutions-IAM5[Resource::{executions}{suffix}]") for suffix in (":*", "/ReadFragments:*")),
+        # The Reprocess machine: its function, X-Ray and log delivery, its Distributed Map's child executions.
+        *function(f"{root}/Reprocess/Function"),
+        *((f"{root}/Reprocess/StateMachine/Role", rule) for rule in (
+            xray, f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(stack.reprocess.function)}.Arn>:*]")),
+        *((f"{root}/Reprocess/StateMachine", f"AwsSolutions-IAM5[Resource::{reprocess_executions}{suffix}]")
+          for suffix in (":*", "/ReprocessObjects:*")),
         # The inference API: its two functions (each may list the projects), the REST API and its logging role.
         *function(f"{api}/Inference", projects, objects(dataset, "images/*")),
         (f"{api}/Inference/ListProjects", xray),

@@ -210,7 +210,10 @@ def test_training_reads_images_and_run_manifests_only(synthesized: Synthesized, 
             object_arn(ids["artifacts"], "runs/*/test.manifest"),
         ])), action
     for action in ("s3:ListBucket", "s3:GetBucketLocation", "s3:GetBucketAcl"):
-        assert sorted(map(json.dumps, grants(statements, action))) == sorted(map(json.dumps, [arn(ids["dataset"]), arn(ids["artifacts"])])), action
+        assert set(map(json.dumps, grants(statements, action))) == set(map(json.dumps, [arn(ids["dataset"]), arn(ids["artifacts"])])), action
+    # The "Read fragments" Distributed Map lists the artifacts bucket (its S3 ItemReader).
+    reader = [s for s in statements if s["Action"] in ("s3:ListBucket", ["s3:ListBucket"])]
+    assert [s["Resource"] for s in reader] == [arn(ids["artifacts"])]
 
 
 def test_training_writes_only_the_runs_output(synthesized: Synthesized, ids: dict[str, str]) -> None:
@@ -225,7 +228,7 @@ def test_training_writes_only_the_runs_output(synthesized: Synthesized, ids: dic
 # --- ingestion ---------------------------------------------------------------------------
 
 
-def test_annotations_prefix_notifies_the_queue(synthesized: Synthesized, ids: dict[str, str]) -> None:
+def test_annotations_prefix_notifies_the_queue_of_created_and_removed_objects(synthesized: Synthesized, ids: dict[str, str]) -> None:
     synthesized.template.has_resource_properties(
         "Custom::S3BucketNotifications",
         {
@@ -233,10 +236,11 @@ def test_annotations_prefix_notifies_the_queue(synthesized: Synthesized, ids: di
             "NotificationConfiguration": {
                 "QueueConfigurations": [
                     {
-                        "Events": ["s3:ObjectCreated:*"],
+                        "Events": [event],
                         "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "annotations/"}]}},
                         "QueueArn": arn(ids["queue"]),
                     }
+                    for event in ("s3:ObjectCreated:*", "s3:ObjectRemoved:*")
                 ]
             },
         },
@@ -390,14 +394,17 @@ def test_converter_s3_access_is_least_privilege(synthesized: Synthesized, ids: d
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):
             grants.setdefault(action, []).extend(as_list(statement["Resource"]))
-    assert set(grants) == {"s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+    assert set(grants) == {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject"}
     assert sorted(map(json.dumps, grants["s3:GetObject"])) == sorted(
         json.dumps(object_arn(ids["dataset"], p)) for p in ("annotations/*", "images/*")
     )
     assert grants["s3:ListBucket"] == [arn(ids["dataset"])]
-    assert sorted(map(json.dumps, grants["s3:PutObject"])) == sorted(
-        json.dumps(object_arn(ids["artifacts"], p)) for p in ("fragments/*", "reports/*")
-    )
+    # Written and, when their annotation is removed, deleted: fragments, reports, and the
+    # reports of annotation objects outside every dataset.
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert sorted(map(json.dumps, grants[action])) == sorted(
+            json.dumps(object_arn(ids["artifacts"], p)) for p in ("fragments/*", "reports/*", "unassigned/*")
+        )
 
 
 def test_converter_cannot_write_to_the_dataset_bucket(synthesized: Synthesized, ids: dict[str, str]) -> None:

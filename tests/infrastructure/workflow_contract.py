@@ -10,7 +10,10 @@ covered by such a proof, or the state can fail with States.Runtime, which no Cat
 It also counts the history events a state writes, for the execution-history budget (25,000).
 Counts per state type follow executions AWS recorded (Task: entered, scheduled, started,
 succeeded, exited = 5, and 3 more per retry; Wait, Choice, Pass and Succeed: 2; Fail: 1; an
-inline Map: 4, plus 2 per item and the events of its item's states).
+inline Map: 4, plus 2 per item and the events of its item's states; a Distributed Map: 6,
+entered, started, map run started and succeeded, succeeded, exited, as its items run in child
+executions, each with a history of its own: "Using Map state in Distributed mode",
+https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html).
 """
 
 from __future__ import annotations
@@ -31,11 +34,12 @@ _PATH = re.compile(r"(?<![\$\w])\$((?:\.[A-Za-z_][\w\-]*|\[\d+\])*)")
 _SEGMENT = re.compile(r"\.([A-Za-z_][\w\-]*)|\[(\d+)\]")
 _SERVICE = {"sfn": "stepfunctions", "eventbridge": "events"}
 TASK_EVENTS, RETRY_EVENTS, STATE_EVENTS, FAIL_EVENTS, MAP_EVENTS, MAP_ITEM_EVENTS = 5, 3, 2, 1, 4, 2
+DISTRIBUTED_MAP_EVENTS = 6
 
 
 def definition(synthesized: Any) -> dict[str, Any]:
     """The state machine's definition as CloudFormation would resolve it."""
-    [resource] = synthesized.resources("AWS::StepFunctions::StateMachine").values()
+    [resource] = [r for lid, r in synthesized.resources("AWS::StepFunctions::StateMachine").items() if lid.startswith("Training")]
     return json.loads(Resolver(synthesized.template_dict).resolve(resource["Properties"]["DefinitionString"]))
 
 
@@ -405,6 +409,8 @@ def state_events(state: dict[str, Any], items: int = 2) -> int:
         return TASK_EVENTS + RETRY_EVENTS * sum(r.get("MaxAttempts", 3) for r in state.get("Retry", []))
     if kind == "Fail":
         return FAIL_EVENTS
+    if kind == "Map" and (state.get("ItemProcessor") or {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED":
+        return DISTRIBUTED_MAP_EVENTS
     if kind == "Map":
         processor = state.get("ItemProcessor") or state.get("Iterator")
         inner = longest_path(processor["States"], processor["StartAt"])

@@ -65,3 +65,20 @@ def sqs_event(*bodies):
             for body in bodies
         ]
     }
+
+
+@pytest.fixture(autouse=True)
+def fresh_client():
+    """Each test's converter makes its S3 client anew, inside that test's moto."""
+    from converter import handler
+
+    handler.s3_client.cache_clear()
+    yield
+    handler.s3_client.cache_clear()
+
+
+def invoke(*bodies):
+    """The converter handler, given an SQS batch of these S3 notification bodies."""
+    from converter import handler
+
+    return handler.handler(sqs_event(*bodies), LambdaContext())

@@ -12,18 +12,7 @@ from fashion_pipeline.images import FIRST_READ
 from fashion_pipeline.records import Record
 from fashion_pipeline.sample import add_app_segments, to_coco
 
-from .conftest import ARTIFACTS_BUCKET, DATASET_BUCKET, LambdaContext, s3_event, sqs_event, upload_images
-
-
-@pytest.fixture(autouse=True)
-def fresh_client():
-    handler.s3_client.cache_clear()
-    yield
-    handler.s3_client.cache_clear()
-
-
-def invoke(*bodies):
-    return handler.handler(sqs_event(*bodies), LambdaContext())
+from .conftest import ARTIFACTS_BUCKET, DATASET_BUCKET, LambdaContext, invoke, s3_event, sqs_event, upload_images
 
 
 def fragment(s3, key):
@@ -141,7 +130,7 @@ def test_oversized_object_is_reported_with_advice(aws):
     put(aws, "annotations/demo/huge.json", b"{" + b" " * 2000 + b"}")
     result = convert_object(aws, bucket=DATASET_BUCKET, key="annotations/demo/huge.json", artifacts_bucket=ARTIFACTS_BUCKET, limits=Limits(max_document_bytes=1000))
     [entry] = report(aws, result.report_key)["rejected"]
-    assert entry["reason"] == "object_too_large" and "JSON Lines" in entry["detail"]
+    assert entry["reason"] == "object_too_large" and "split it into several COCO files" in entry["detail"]
 
 
 def encode(fmt, size):
@@ -172,25 +161,16 @@ def test_headers_are_probed_with_ranged_gets(aws):
     assert log.bytes < 30_000 < len(far)
 
 
-def test_reprocess_reenqueues_every_annotation_object_and_they_convert(aws, sample_set):
-    import boto3
-
-    from fashion_pipeline.aws.reprocess import reprocess_dataset
-
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    queue_url = sqs.create_queue(QueueName="annotations")["QueueUrl"]
-    names = sample_set.files[:12]
+def test_events_delivered_again_after_the_images_arrive_convert_the_annotations(aws, sample_set):
+    """What reprocess relies on (the enqueuing itself is tests/workflow/test_reprocess.py's):
+    annotations first, images later; the same notifications sent again convert them in place."""
+    names = sample_set.files[:2]
     for name in names:
         put(aws, f"annotations/demo/{name}", (sample_set.annotations / name).read_bytes())
-    put(aws, "annotations/other/x.json", b"{}")
-    # Annotations first, images later: the first pass reports them missing.
-    invoke(*(s3_event(f"annotations/demo/{n}") for n in names[:2]))
+    events = [s3_event(f"annotations/demo/{n}") for n in names]
+    invoke(*events)
     assert report(aws, "reports/demo/000001.json.json")["rejected"][0]["reason"] == "image_missing"
     upload_images(aws, sample_set)
-    assert reprocess_dataset(aws, sqs, bucket=DATASET_BUCKET, queue_url=queue_url, dataset="demo") == 12
-    messages = []
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        messages += batch
-    assert len(messages) == 12
-    assert invoke(*(m["Body"] for m in messages)) == {"batchItemFailures": []}
+    assert invoke(*events) == {"batchItemFailures": []}
     assert report(aws, "reports/demo/000001.json.json")["records"] == 1
+    assert keys(aws, "fragments/") == [f"fragments/demo/{n}.jsonl" for n in names]

@@ -389,10 +389,12 @@ def test_step_functions_aws_sdk_tasks_reach_the_emulator(emulator):
     }}  # fmt: skip
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        role = boto3.client("iam", region_name="us-east-1").create_role(RoleName="sfn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        role = boto3.client("iam", region_name="us-east-1").create_role(RoleName="sfn", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
         machine = sfn.create_state_machine(name="m", definition=json.dumps(definition), roleArn=role)["stateMachineArn"]
         execution = sfn.start_execution(stateMachineArn=machine, input="{}")["executionArn"]
-        for _ in range(100):
+        deadline = time.monotonic() + 30  # a loaded machine runs moto's interpreter slowly
+        while time.monotonic() < deadline:
             described = sfn.describe_execution(executionArn=execution)
             if described["status"] != "RUNNING":
                 break

@@ -9,6 +9,7 @@ import select
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +22,9 @@ from fashion_pipeline.sample import generate
 from tests.web.browser import launch, missing
 
 ROOT = Path(__file__).resolve().parents[2]
+# The template's 1,820 s visibility timeout, scaled to local mode's 1 s floor, so that a failing
+# message comes back (and reaches the dead-letter queue) within seconds.
+VISIBILITY_SCALE = "0.0001"
 
 
 def free_port() -> int:
@@ -29,11 +33,35 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class Output:
+    """The lines a process writes to one of its pipes, read as they come (so the pipe never
+    fills up and blocks the process)."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if text in line]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no line with {text!r} within {timeout} s; got: {self.lines[-20:]}")
+
+
 @pytest.fixture(scope="module")
-def local(synthesized, tmp_path_factory):
+def local_process(synthesized, tmp_path_factory):
     template = tmp_path_factory.mktemp("local") / "template.json"
     template.write_text(json.dumps(synthesized.template_dict))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["FASHION_PIPELINE_LOCAL_VISIBILITY_SCALE"] = VISIBILITY_SCALE
     process = subprocess.Popen(
         [sys.executable, "-m", "fashion_pipeline.cli", "local", "up", "--port", str(free_port()),
          "--api-port", str(free_port()), "--template", str(template)],
@@ -42,9 +70,15 @@ def local(synthesized, tmp_path_factory):
     ready, _, _ = select.select([process.stdout], [], [], 90)
     assert ready, "local mode did not start within 90 s"
     info = json.loads(process.stdout.readline())
-    yield info
+    stdout, stderr = Output(process.stdout), Output(process.stderr)
+    yield info, stdout, stderr
     process.terminate()
     process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def local(local_process):
+    return local_process[0]
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +146,9 @@ def test_resources_match_the_template(local, aws, synthesized):
     functions = aws("lambda").list_functions()["Functions"]
     assert sorted(f["Handler"] for f in functions) == sorted(
         r["Properties"]["Handler"] for r in template.values() if r["Type"] == "AWS::Lambda::Function" and "Handler" in r["Properties"])
-    [machine] = aws("stepfunctions").list_state_machines()["stateMachines"]
-    assert machine["stateMachineArn"] == local["state_machine_arn"]
+    machines = {m["stateMachineArn"] for m in aws("stepfunctions").list_state_machines()["stateMachines"]}
+    assert len(machines) == len([r for r in template.values() if r["Type"] == "AWS::StepFunctions::StateMachine"])
+    assert local["state_machine_arn"] in machines
     queues = aws("sqs").list_queues()["QueueUrls"]
     assert len([r for r in template.values() if r["Type"] == "AWS::SQS::Queue"]) == len(queues) - 1  # + the local request relay
     tables = aws("dynamodb").list_tables()["TableNames"]
@@ -188,3 +223,81 @@ def test_local_mode_runs_the_templates_schedules(synthesized):
     [(function, seconds)] = _schedules(resolver)
     [autostop] = [lid for lid, r in synthesized.resources("AWS::Lambda::Function").items() if r["Properties"].get("Handler") == "inference.autostop.handler"]
     assert (function, seconds) == (resolver.name(autostop), 300)
+
+
+def stack_outputs(aws):
+    [stack] = aws("cloudformation").describe_stacks(StackName="FashionPipeline")["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+
+def test_queues_have_the_templates_attributes(aws, synthesized):
+    """Dead-letter queue, maxReceiveCount, visibility timeout and retention, as synthesized."""
+    outputs, sqs = stack_outputs(aws), aws("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=outputs["AnnotationQueueUrl"], AttributeNames=["All"])["Attributes"]
+    dead_letters = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    [declared] = [r["Properties"] for r in synthesized.resources("AWS::SQS::Queue").values() if "RedrivePolicy" in r["Properties"]]
+    [declared_dlq] = [r["Properties"] for r in synthesized.resources("AWS::SQS::Queue").values() if "RedrivePolicy" not in r["Properties"]]
+    assert queue["VisibilityTimeout"] == str(declared["VisibilityTimeout"])
+    assert json.loads(queue["RedrivePolicy"]) == {"deadLetterTargetArn": dead_letters["QueueArn"],
+                                                   "maxReceiveCount": declared["RedrivePolicy"]["maxReceiveCount"]}
+    assert dead_letters["MessageRetentionPeriod"] == str(declared_dlq["MessageRetentionPeriod"])
+    assert queue["SqsManagedSseEnabled"] == dead_letters["SqsManagedSseEnabled"] == "true"
+
+
+def wait_for_keys(s3, bucket, keys, present=True, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+        missing = set(keys) - listed if present else set(keys) & listed
+        if not missing:
+            return
+        assert time.monotonic() < deadline, f"{'missing' if present else 'still there'}: {sorted(missing)}"
+        time.sleep(0.3)
+
+
+def test_every_annotation_object_ends_in_a_fragment_or_a_report_and_deletions_remove_them(local, aws, tmp_path):
+    sample = generate(tmp_path, images=1, seed=3)
+    [name] = sample.files
+    body = (sample.annotations / name).read_bytes()
+    s3, bucket, artifacts = aws("s3"), local["dataset_bucket"], local["artifacts_bucket"]
+    for image in sample.images.iterdir():
+        s3.upload_file(str(image), bucket, f"images/intake/{image.name}")
+    uploads = {f"annotations/intake/{name}": body, "annotations/intake/empty.zip": b"", "annotations/intake/not-a.zip": b"not a zip",
+               f"annotations/{name}": body, f"annotations/My Data/{name}": body}
+    for key, data in uploads.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    converted = [f"fragments/intake/{name}.jsonl", f"reports/intake/{name}.json"]
+    unassigned = [f"unassigned/annotations/{name}.json", f"unassigned/annotations/My Data/{name}.json"]
+    wait_for_keys(s3, artifacts, [*converted, *unassigned, "reports/intake/empty.zip.json", "reports/intake/not-a.zip.json"])
+
+    def reasons(key):
+        return [r["reason"] for r in json.loads(s3.get_object(Bucket=artifacts, Key=key)["Body"].read())["rejected"]]
+
+    assert reasons("reports/intake/empty.zip.json") == reasons("reports/intake/not-a.zip.json") == ["invalid_archive"]
+    assert [reasons(key) for key in unassigned] == [["no_dataset"], ["invalid_dataset_name"]]
+    assert json.loads(s3.get_object(Bucket=artifacts, Key=converted[1])["Body"].read())["records"] == 1
+
+    # `aws s3 rm`: the versioned bucket adds delete markers, S3 notifies ObjectRemoved:DeleteMarkerCreated.
+    for key in (f"annotations/intake/{name}", f"annotations/{name}"):
+        s3.delete_object(Bucket=bucket, Key=key)
+    wait_for_keys(s3, artifacts, [*converted, unassigned[0]], present=False)
+    wait_for_keys(s3, artifacts, [unassigned[1]])
+
+
+def test_a_poison_message_lands_in_the_dead_letter_queue_and_local_mode_says_so(local_process, aws):
+    """A notification the converter fails every time (the object is in a bucket its role may not
+    read) is delivered maxReceiveCount times, then moved to the DLQ, and stderr names it."""
+    from fashion_pipeline.aws.events import s3_notification
+
+    _, _, stderr = local_process
+    outputs, sqs = stack_outputs(aws), aws("sqs")
+    body = json.dumps(s3_notification("someone-elses-bucket", "annotations/demo/poison.json"))
+    sqs.send_message(QueueUrl=outputs["AnnotationQueueUrl"], MessageBody=body)
+    line = stderr.wait_for("s3://someone-elses-bucket/annotations/demo/poison.json", timeout=40)
+    assert "moved to the dead-letter queue" in line and "after 5 receives (maxReceiveCount 5)" in line
+    assert "HeadObject" in line and "403" in line  # the converter's last error: access denied
+    [message] = sqs.receive_message(QueueUrl=outputs["DeadLetterQueueUrl"], MaxNumberOfMessages=10)["Messages"]
+    assert message["Body"] == body
+    left = sqs.get_queue_attributes(QueueUrl=outputs["AnnotationQueueUrl"], AttributeNames=["ApproximateNumberOfMessages",
+                                                                                            "ApproximateNumberOfMessagesNotVisible"])
+    assert set(left["Attributes"].values()) == {"0"}

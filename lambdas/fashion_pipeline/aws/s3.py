@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 
 from ..convert import OpenedImage
 from ..images import FIRST_READ, ImageError
+from ..records import checked_image_names
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 
@@ -66,7 +67,8 @@ class S3ImageStore:
         return sorted(candidates, key=lambda name: -hits.get(os.path.splitext(name)[1].lower(), 0))
 
     def open(self, candidates: tuple[str, ...]) -> OpenedImage | None:
-        for name in self._ordered(candidates):
+        # checked_image_names: no name leaves the dataset's prefix ("../x.jpg"), the local rule too.
+        for name in self._ordered(checked_image_names(candidates)):
             key = self.prefix + name
             try:
                 first, size = self._get(key, 0, FIRST_READ)

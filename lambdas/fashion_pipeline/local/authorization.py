@@ -67,6 +67,12 @@ _ACTION = {
     ("s3", "HeadBucket"): "ListBucket",
     ("s3", "ListObjects"): "ListBucket",
     ("s3", "ListBuckets"): "ListAllMyBuckets",
+    # "You cannot set permissions explicitly for SendMessageBatch, DeleteMessageBatch, or
+    # ChangeMessageVisibilityBatch": each is authorized as its single-message action ("Amazon
+    # SQS batch actions", https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-batch-api.html).
+    ("sqs", "SendMessageBatch"): "SendMessage",
+    ("sqs", "DeleteMessageBatch"): "DeleteMessage",
+    ("sqs", "ChangeMessageVisibilityBatch"): "ChangeMessageVisibility",
 }
 
 

@@ -33,8 +33,9 @@ class EmulatedPipeline:
     def bucket(self, contains: str) -> str:
         return self.deployment.find("AWS::S3::Bucket", contains)
 
-    def state_machine(self) -> str:
-        return self.deployment.find("AWS::StepFunctions::StateMachine")
+    def state_machine(self, contains: str = "Training") -> str:
+        """The training state machine by default; "Reprocess" for the other one."""
+        return self.deployment.find("AWS::StepFunctions::StateMachine", contains)
 
     def function(self, handler: str) -> str:
         """The name of the one function whose handler is ``handler`` ("converter.handler.handler")."""

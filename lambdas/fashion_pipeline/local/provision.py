@@ -67,8 +67,11 @@ def provision(session: Any, template: Template, runtime: LocalLambdaRuntime, *, 
         deployment.names[lid] = arn
 
     sqs = session.client("sqs", region_name=template.region)
-    for lid in template.of_type("AWS::SQS::Queue"):
-        deployment.names[lid] = sqs.create_queue(QueueName=template.name(lid))["QueueUrl"]
+    for lid in _dead_letter_queues_first(template):
+        props = template.properties(lid)
+        tags = {tag["Key"]: str(tag["Value"]) for tag in props.get("Tags", [])}
+        deployment.names[lid] = sqs.create_queue(QueueName=template.name(lid), Attributes=queue_attributes(props),
+                                                 **({"tags": tags} if tags else {}))["QueueUrl"]
 
     # Every role of the template, with its policies: functions and machines run as them.
     deployment.roles = identities.create_roles(template)
@@ -98,3 +101,52 @@ def provision(session: Any, template: Template, runtime: LocalLambdaRuntime, *, 
             name=template.name(lid), definition=definition, roleArn=props["RoleArn"],
         )["stateMachineArn"]
     return deployment
+
+
+# AWS::SQS::Queue properties that are CreateQueue attributes of the same name ("AWS::SQS::Queue",
+# CloudFormation User Guide, https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-sqs-queue.html).
+# Without them a local queue would have no dead-letter queue and SQS's 30 s default visibility,
+# and a message that always fails would be delivered again forever.
+_QUEUE_ATTRIBUTES = (
+    "ContentBasedDeduplication", "DeduplicationScope", "DelaySeconds", "FifoQueue", "FifoThroughputLimit",
+    "KmsDataKeyReusePeriodSeconds", "KmsMasterKeyId", "MaximumMessageSize", "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds", "RedriveAllowPolicy", "RedrivePolicy", "SqsManagedSseEnabled", "VisibilityTimeout",
+)
+
+
+def queue_attributes(props: dict[str, Any]) -> dict[str, str]:
+    """CreateQueue's Attributes for a resolved AWS::SQS::Queue: every attribute is a string, the
+    policies JSON (RedrivePolicy's deadLetterTargetArn already resolved to the DLQ's ARN)."""
+    attributes = {}
+    for name in _QUEUE_ATTRIBUTES:
+        if name not in props:
+            continue
+        value = props[name]
+        if isinstance(value, dict):
+            value = json.dumps(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        attributes[name] = str(value)
+    return attributes
+
+
+def _dead_letter_queues_first(template: Template) -> list[str]:
+    """Queues in an order where each dead-letter queue exists before the queues redriving to it
+    (SQS refuses a RedrivePolicy naming a queue that does not exist)."""
+    queues = list(template.of_type("AWS::SQS::Queue"))
+    arns = {template.get_att(lid, "Arn"): lid for lid in queues}
+    ordered: list[str] = []
+
+    def place(lid: str, seen: tuple[str, ...] = ()) -> None:
+        if lid in ordered:
+            return
+        if lid in seen:
+            raise ValueError(f"queues redrive to each other: {' -> '.join(seen + (lid,))}")
+        target = (template.properties(lid).get("RedrivePolicy") or {}).get("deadLetterTargetArn")
+        if target in arns:
+            place(arns[target], seen + (lid,))
+        ordered.append(lid)
+
+    for lid in queues:
+        place(lid)
+    return ordered

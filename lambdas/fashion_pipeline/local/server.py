@@ -12,6 +12,14 @@ IAM is enforced as on AWS: each function runs as its own role, the state machine
 the machine's role, the queue poller as the converter's role (Lambda polls SQS with the
 function's permissions) and the training-request rule starts runs as its target's role. The
 user is an administrator whose keys are ``local``/``local``.
+
+The queues are the template's (``provision.queue_attributes``): a message the converter fails
+is not deleted, comes back after the queue's visibility timeout and, after maxReceiveCount
+receives, SQS (moto) moves it to the dead-letter queue; local mode then prints one line on
+stderr naming the object and the converter's last error. ``FASHION_PIPELINE_LOCAL_VISIBILITY_SCALE``
+(a factor, default 1) shortens the visibility timeout the poller receives with, e.g. 0.001
+turns the template's 1,820 s into 2 s (never under 1 s), so that retries can be watched; the
+template itself is never changed.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import subprocess
@@ -29,7 +38,9 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+from urllib.parse import unquote_plus
 
 from . import authorization, identities
 from .environment import EmulatedPipeline, emulate
@@ -41,6 +52,7 @@ STACK_NAME = "FashionPipeline"
 LOCAL_TRAINING = {"poll_seconds": 1, "start_poll_seconds": 1, "training_timeout_hours": 0.1, "wait_timeout_minutes": 2}
 REQUESTS_QUEUE = "local-training-requests"
 OPERATOR_KEYS = ("local", "local")  # what the README tells the user to export
+VISIBILITY_SCALE_VARIABLE = "FASHION_PIPELINE_LOCAL_VISIBILITY_SCALE"
 
 
 def synthesized_template(path: str | None = None) -> dict[str, Any]:
@@ -80,6 +92,7 @@ class LocalPipeline:
     pipeline: EmulatedPipeline
     session: _EndpointSession
     outputs: dict[str, str]
+    visibility_scale: float = 1.0  # applied to the queues' visibility timeouts (VISIBILITY_SCALE_VARIABLE)
     _stops: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -110,6 +123,7 @@ class LocalPipeline:
 def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", template_path: str | None = None,
           verbose: bool = False) -> LocalPipeline:
     """Start everything; returns once the stack's resources exist and the API answers."""
+    visibility_scale = _visibility_scale(os.environ.get(VISIBILITY_SCALE_VARIABLE, ""))
     template = synthesized_template(template_path)
     from moto.core.config import default_user_config
     from moto.server import ThreadedMotoServer
@@ -129,11 +143,12 @@ def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", 
     pipeline.custom_labels.settings(dataset_ticks=1, training_ticks=3, start_ticks=1, stop_ticks=1)
     resolver = pipeline.template
     _local_function_settings(pipeline, verbose)
+    _notify_delete_markers()
     _apply_bucket_notifications(session, resolver)
 
     api = _serve_api(pipeline, api_port)
     outputs = _publish_outputs(session, resolver, api.url)
-    local = LocalPipeline(endpoint, api.url, pipeline, session, outputs)
+    local = LocalPipeline(endpoint, api.url, pipeline, session, outputs, visibility_scale)
     local._stops += [server.stop, api.shutdown]
     relay, starter = _training_request_rule(session, resolver)
     authorization.enable()  # everything is in place, as after a deployment: IAM applies from now on
@@ -161,6 +176,46 @@ def _local_function_settings(pipeline: EmulatedPipeline, verbose: bool) -> None:
         if function.handler.startswith("inference."):
             # Every answer says that the model behind it is the offline emulator.
             function.environment["CUSTOM_LABELS_EMULATED"] = "true"
+
+
+def _visibility_scale(text: str) -> float:
+    if not text.strip():
+        return 1.0
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = math.nan
+    if not (0 < scale <= 1):
+        raise ValueError(f"{VISIBILITY_SCALE_VARIABLE}={text!r}: expected a factor in (0, 1], e.g. 0.001")
+    return scale
+
+
+def _notify_delete_markers() -> None:
+    """Deleting an object of a versioned bucket without a version id adds a delete marker, and
+    S3 notifies ``s3:ObjectRemoved:DeleteMarkerCreated`` ("Event notification types and
+    destinations", https://docs.aws.amazon.com/AmazonS3/latest/userguide/notification-how-to-event-types-and-destinations.html);
+    moto 5 adds the marker but sends no event (it notifies only ``ObjectRemoved:Delete`` of
+    an unversioned bucket or of the last version), so local mode sends it. The dataset bucket
+    is versioned: without this, ``aws s3 rm`` of an annotation would leave its fragment."""
+    from moto.s3 import notifications
+    from moto.s3.models import S3Backend
+
+    if getattr(S3Backend.delete_object, "local_mode_notifies", False):
+        return
+    original = S3Backend.delete_object
+
+    def delete_object(self: Any, bucket_name: str, key_name: str, version_id: str | None = None, bypass: bool = False) -> Any:
+        deleted, meta = original(self, bucket_name, key_name, version_id=version_id, bypass=bypass)
+        bucket = self.get_bucket(bucket_name)
+        if deleted and version_id is None and meta.get("delete-marker") == "true":
+            # What S3 sends for a marker: the key and the marker's version, no size or ETag.
+            marker = SimpleNamespace(name=key_name, size=0, etag="", version_id=meta.get("version-id"))
+            notifications.send_event(self.account_id, notifications.S3NotificationEvent.OBJECT_REMOVED_DELETE_MARKER_CREATED_EVENT,
+                                     bucket, marker)
+        return deleted, meta
+
+    delete_object.local_mode_notifies = True  # type: ignore[attr-defined]
+    S3Backend.delete_object = delete_object  # type: ignore[method-assign]
 
 
 def _apply_bucket_notifications(session: Any, resolver: Template) -> None:
@@ -243,13 +298,93 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
     }
 
 
+@dataclass(frozen=True)
+class QueueSettings:
+    """What the template says about a queue the poller reads."""
+
+    name: str
+    visibility_timeout: int  # seconds
+    max_receive_count: int | None  # None: no dead-letter queue
+    dead_letter_queue: str | None  # its name
+
+    @classmethod
+    def of(cls, resolver: Template, queue_arn: str) -> "QueueSettings":
+        [lid] = [lid for lid in resolver.of_type("AWS::SQS::Queue") if resolver.get_att(lid, "Arn") == queue_arn]
+        props = resolver.properties(lid)
+        redrive = props.get("RedrivePolicy") or {}
+        dead_letter = redrive.get("deadLetterTargetArn")
+        # 30 s: SQS's default when the template sets none (CreateQueue, VisibilityTimeout).
+        return cls(resolver.name(lid), int(props.get("VisibilityTimeout", 30)),
+                   int(redrive["maxReceiveCount"]) if dead_letter else None, dead_letter.rsplit(":", 1)[-1] if dead_letter else None)
+
+
+class _FailureReasons(logging.Filter):
+    """The error each failed SQS record was logged with, by message id.
+
+    Lambda's answer names the failed records only (``batchItemFailures``); why they failed is
+    in the function's log, where the converter writes one warning per failed record with its
+    ``message_id`` and ``error``. This filter on the function's logger (named after its
+    POWERTOOLS_SERVICE_NAME) reads those records and lets every record through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._errors: dict[str, str] = {}
+
+    @classmethod
+    def on(cls, logger_name: str) -> "_FailureReasons":
+        reasons = cls()
+        logging.getLogger(logger_name).addFilter(reasons)
+        return reasons
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message_id, error = getattr(record, "message_id", None), getattr(record, "error", None)
+        if message_id and error:
+            with self._lock:
+                self._errors[str(message_id)] = str(error)
+        return True
+
+    def pop(self, message_id: str) -> str | None:
+        with self._lock:
+            return self._errors.pop(message_id, None)
+
+
+def _objects_named(body: str) -> str:
+    """The objects an S3 notification is about, as s3:// URIs, for the messages local mode prints."""
+    try:
+        records = json.loads(body).get("Records") or []
+        found = [f"s3://{r['s3']['bucket']['name']}/{unquote_plus(r['s3']['object']['key'])}" for r in records]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        found = []
+    return ", ".join(found) or f"a message that is no S3 notification ({body[:60]!r})"
+
+
+def _dead_letter_message_ids(region: str, queue_name: str) -> set[str]:
+    """The ids of the messages in a queue, without receiving them: SQS has no peek, and a
+    ReceiveMessage would count as a receive of the messages the user is to inspect. moto runs
+    in this process, so its queue is read directly."""
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[ACCOUNT][region].get_queue(queue_name)
+    return {message.id for message in list(queue._messages)}
+
+
 def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
     """What Lambda's SQS event source does: batch, invoke, delete what succeeded, with the
-    permissions of the function's execution role."""
+    permissions of the function's execution role. What failed is left in the queue: SQS makes
+    it visible again after the visibility timeout and, past maxReceiveCount receives, moves
+    it to the dead-letter queue, which this poller then reports on stderr."""
     function = mapping["FunctionName"]
-    sqs = local.client_as(local.pipeline.runtime.functions[function].role_arn, "lambda.amazonaws.com", function, "sqs")
+    settings = local.pipeline.runtime.functions[function]
+    sqs = local.client_as(settings.role_arn, "lambda.amazonaws.com", function, "sqs")
     queue_arn = mapping["EventSourceArn"]
     queue_url = sqs.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
+    queue = QueueSettings.of(local.pipeline.template, queue_arn)
+    visibility = max(1, math.ceil(queue.visibility_timeout * local.visibility_scale))
+    # Unscaled, the queue's own visibility timeout applies, as for Lambda's event source.
+    receive_options = {"VisibilityTimeout": visibility} if visibility != queue.visibility_timeout else {}
+    reasons = _FailureReasons.on(settings.environment.get("POWERTOOLS_SERVICE_NAME", "service_undefined"))
+    doomed: dict[str, str] = {}  # message id -> what to print once the message is in the DLQ
     batch_size = int(mapping.get("BatchSize", 10))
     window = min(float(mapping.get("MaximumBatchingWindowInSeconds", 0)), 1.0)  # short locally
     while not local._stop.is_set():
@@ -258,10 +393,12 @@ def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
             deadline = time.monotonic() + window
             while len(messages) < batch_size:
                 got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=min(10, batch_size - len(messages)),
-                                          WaitTimeSeconds=1, AttributeNames=["All"]).get("Messages", [])
+                                          WaitTimeSeconds=1, AttributeNames=["All"], **receive_options).get("Messages", [])
                 messages += got
                 if not got or time.monotonic() >= deadline:
                     break
+            if doomed:  # SQS moves a message when a receive finds it past maxReceiveCount
+                _announce_dead_letters(local, queue, doomed)
             if not messages:
                 continue
             event = {"Records": [sqs_record(m, queue_arn, local.session.region_name) for m in messages]}
@@ -269,6 +406,17 @@ def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
             failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
             if "errorType" in result:
                 failed = {m["MessageId"] for m in messages}
+            for message in messages:
+                reason = reasons.pop(message["MessageId"])
+                if message["MessageId"] not in failed:
+                    continue
+                reason = reason or (f"{result['errorType']}: {result.get('errorMessage', '')}" if "errorType" in result
+                                    else "the function reported the record as failed")
+                receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+                if queue.max_receive_count is not None and receives >= queue.max_receive_count:
+                    doomed[message["MessageId"]] = (
+                        f"local mode: {_objects_named(message['Body'])} moved to the dead-letter queue {queue.dead_letter_queue} "
+                        f"after {receives} receives (maxReceiveCount {queue.max_receive_count}); last error: {reason}")
             done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages) if m["MessageId"] not in failed]
             if done:
                 sqs.delete_message_batch(QueueUrl=queue_url, Entries=done)
@@ -276,6 +424,13 @@ def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
             if not local._stop.is_set():
                 print(f"local mode: queue poller error: {exc}", file=sys.stderr)
                 time.sleep(1)
+
+
+def _announce_dead_letters(local: LocalPipeline, queue: QueueSettings, doomed: dict[str, str]) -> None:
+    if queue.dead_letter_queue is None:
+        return
+    for message_id in sorted(_dead_letter_message_ids(local.session.region_name, queue.dead_letter_queue) & set(doomed)):
+        print(doomed.pop(message_id), file=sys.stderr, flush=True)
 
 
 def _training_request_rule(session: Any, resolver: Template) -> tuple[str, str]:

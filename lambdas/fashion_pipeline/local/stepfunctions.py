@@ -7,16 +7,31 @@
 * moto's tasks call services with the fixed keys "ak"/"sk", which IAM enforcement refuses. On
   AWS a task calls with the execution's role (the state machine's ``RoleArn``, or the task's
   ``Credentials``), so here every task's client signs as a session of that role.
+* A Distributed Map's S3 ItemReader (``arn:aws:states:::s3:listObjectsV2``) lists every object
+  under the prefix, page after page; moto reads only the first page (1,000 keys) and fails on
+  an empty prefix. Here it lists them all, each item in the shape AWS gives the Map (``Etag``,
+  ``Key``, ``LastModified`` in epoch seconds, ``Size``, ``StorageClass``; "ItemReader (Map)",
+  https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html).
+* moto's parser does not know ``ItemBatcher``, and refuses a definition that has one. Before
+  moto parses a definition, each Map's ItemBatcher is moved into its ItemReader's parameters
+  (under ``BATCHER_KEY``, where moto evaluates the ``BatchInput`` paths against the state's
+  input, as AWS does); the reader then hands the Map batches of items, each child's input
+  ``{"Items": [...], "BatchInput": {...}}``, at most ``MaxItemsPerBatch`` items and
+  ``MaxInputBytesPerBatch`` bytes each ("ItemBatcher (Map)",
+  https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itembatcher.html).
+  Definitions stored and described keep their ItemBatcher; only moto's parser sees the move.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from typing import Any
 
 _INDEFINITE = re.compile(r"\*|\.\.|\?\(|\[[^\]]*:[^\]]*\]")
+BATCHER_KEY = "LocalItemBatcher"  # where an ItemBatcher waits for the reader (see the docstring)
 _installed = False
 
 
@@ -38,6 +53,7 @@ def install() -> None:
 
     _replace_everywhere("extract_json", original, extract_json)
     _sign_tasks_with_the_execution_role()
+    _batch_and_list_every_page()
     # The interpreter logs an ERROR for every IsPresent test of an absent path, which is a
     # normal outcome of a Choice state, not a failure.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
@@ -65,6 +81,84 @@ def _sign_tasks_with_the_execution_role() -> None:
         )
 
     _replace_everywhere("boto_client_for", original, boto_client_for)
+
+
+def _batch_and_list_every_page() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.item_reader.eval.resource_eval_s3 import ResourceEvalS3
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    parse = AmazonStateLanguageParser.parse
+
+    def parse_with_batchers(definition: str) -> Any:
+        return parse(_move_batchers(definition))
+
+    AmazonStateLanguageParser.parse = staticmethod(parse_with_batchers)  # type: ignore[method-assign]
+
+    def list_objects_v2(env: Any, resource_runtime_part: Any, state_credentials: Any) -> None:
+        s3 = ResourceEvalS3._get_s3_client(resource_runtime_part=resource_runtime_part, state_credentials=state_credentials)
+        parameters = dict(env.stack.pop())
+        batcher = parameters.pop(BATCHER_KEY, None)
+        items = []
+        for page in s3.get_paginator("list_objects_v2").paginate(**parameters):
+            for entry in page.get("Contents", []):
+                items.append({"Etag": entry["ETag"], "Key": entry["Key"], "LastModified": int(entry["LastModified"].timestamp()),
+                              "Size": entry["Size"], "StorageClass": entry.get("StorageClass", "STANDARD")})
+        env.stack.append(items if batcher is None else batches(items, batcher))
+
+    ResourceEvalS3._handle_list_objects_v2 = staticmethod(list_objects_v2)  # type: ignore[method-assign]
+
+
+def _move_batchers(definition: str) -> str:
+    """The definition with each Map's ItemBatcher moved into its ItemReader's parameters."""
+    try:
+        document = json.loads(definition)
+    except ValueError:
+        return definition  # moto's parser will say what is wrong with it
+
+    def visit(states: dict[str, Any]) -> None:
+        for state in states.values():
+            if not isinstance(state, dict):
+                continue
+            batcher = state.pop("ItemBatcher", None)
+            if batcher is not None:
+                reader = state.get("ItemReader")
+                if not isinstance(reader, dict) or not str(reader.get("Resource", "")).endswith(":s3:listObjectsV2"):
+                    raise ValueError("local mode batches only the items of an S3 listObjectsV2 ItemReader")
+                reader.setdefault("Parameters", {})[BATCHER_KEY] = batcher
+            for nested in ("ItemProcessor", "Iterator"):
+                if isinstance(state.get(nested), dict):
+                    visit(state[nested].get("States", {}))
+            for branch in state.get("Branches", []) or []:
+                visit(branch.get("States", {}))
+
+    visit(document.get("States", {}))
+    return json.dumps(document)
+
+
+def batches(items: list[dict[str, Any]], batcher: dict[str, Any]) -> list[dict[str, Any]]:
+    """Items grouped as an ItemBatcher groups them: in order, at most MaxItemsPerBatch items and
+    MaxInputBytesPerBatch bytes of input (items and BatchInput, as JSON) to a batch."""
+    max_items = batcher.get("MaxItemsPerBatch")
+    max_bytes = batcher.get("MaxInputBytesPerBatch", 256 * 1024)
+    batch_input = batcher.get("BatchInput")
+    fixed = len(json.dumps({"Items": [], **({"BatchInput": batch_input} if batch_input is not None else {})}))
+    out: list[dict[str, Any]] = []
+    current: list[dict[str, Any]] = []
+    size = fixed
+    for item in items:
+        item_size = len(json.dumps(item)) + 1
+        if current and ((max_items and len(current) >= max_items) or size + item_size > max_bytes):
+            out.append(_batch(current, batch_input))
+            current, size = [], fixed
+        current.append(item)
+        size += item_size
+    if current:
+        out.append(_batch(current, batch_input))
+    return out
+
+
+def _batch(items: list[dict[str, Any]], batch_input: Any) -> dict[str, Any]:
+    return {"Items": items, **({"BatchInput": batch_input} if batch_input is not None else {})}
 
 
 def _replace_everywhere(name: str, original: Any, replacement: Any) -> None:

@@ -1,0 +1,113 @@
+"""The one function of the "Reprocess" state machine: re-enqueue a dataset's annotation objects.
+
+The machine (``infrastructure/reprocess.py``) calls it in three steps, told apart by the
+shape of the event:
+
+* ``{"check": {"dataset": NAME}}``: the name is checked with the rule ``train`` uses
+  (``OptionsError`` fails the execution with the reason); returns ``{"dataset", "prefix"}``.
+* ``{"Items": [...], "BatchInput": {"dataset": NAME}}``: a child of the Distributed Map, a
+  batch of the S3 ItemReader's items (``Key``, ``Size``, ``Etag``). Each object gets the
+  notification S3 would send (``fashion_pipeline.aws.events.s3_notification``) on the
+  converter's queue, 10 per SendMessageBatch; entries SQS reports Failed are sent again, a
+  bounded number of times, then the child fails (and the Map with it). Returns ``{"sent": n}``.
+* ``{"total": {"dataset": NAME, "batches": [{"sent": n}, ...]}}``: the children's counts
+  summed into the execution's output ``{"dataset", "objects", "batches"}``.
+
+A child retried by Step Functions sends its batch again: the converter overwrites an
+object's fragment and report in place, so a duplicate costs a conversion, nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from fashion_pipeline.aws.events import s3_notification
+from fashion_pipeline.layout import ANNOTATIONS_PREFIX
+from fashion_pipeline.training import check_dataset_name
+
+logger = Logger()
+tracer = Tracer()
+
+EVENT_NAME = "ObjectCreated:Reprocess"
+SQS_BATCH = 10  # the SendMessageBatch maximum
+SEND_ATTEMPTS = 5  # per entry, the first included
+RETRY_SECONDS = 0.2  # doubled after each round of failed entries
+
+
+class SendFailed(Exception):
+    """SQS kept refusing some messages of the batch."""
+
+
+@lru_cache(maxsize=None)
+def client(name: str) -> Any:
+    return boto3.client(name)
+
+
+def dataset_prefix(dataset: str) -> str:
+    return f"{ANNOTATIONS_PREFIX}{dataset}/"
+
+
+def check(dataset: Any) -> dict[str, str]:
+    check_dataset_name(dataset)
+    return {"dataset": dataset, "prefix": dataset_prefix(dataset)}
+
+
+def notifications(bucket: str, items: list[dict[str, Any]]) -> list[str]:
+    """The message bodies for a batch of ItemReader items; folder markers ('.../') are skipped."""
+    return [
+        json.dumps(s3_notification(bucket, item["Key"], size=int(item.get("Size") or 0),
+                                   etag=str(item.get("Etag") or "").strip('"'), event_name=EVENT_NAME))
+        for item in items
+        if not item["Key"].endswith("/")
+    ]
+
+
+def send_all(sqs: Any, queue_url: str, bodies: list[str], *, attempts: int = SEND_ATTEMPTS, pause: float = RETRY_SECONDS) -> int:
+    """Send every body, 10 per call; only the entries SQS reports Failed are sent again."""
+    for start in range(0, len(bodies), SQS_BATCH):
+        pending = {str(i): body for i, body in enumerate(bodies[start : start + SQS_BATCH], start)}
+        for attempt in range(attempts):
+            response = sqs.send_message_batch(QueueUrl=queue_url, Entries=[{"Id": i, "MessageBody": b} for i, b in pending.items()])
+            failed = response.get("Failed") or []
+            if not failed:
+                break
+            pending = {entry["Id"]: pending[entry["Id"]] for entry in failed}
+            if attempt + 1 == attempts:
+                first = failed[0]
+                raise SendFailed(f"SQS refused {len(failed)} messages after {attempts} attempts: "
+                                 f"{first.get('Code')}: {first.get('Message')}")
+            time.sleep(pause * 2**attempt)
+    return len(bodies)
+
+
+def send_batch(event: dict[str, Any]) -> dict[str, int]:
+    bodies = notifications(os.environ["DATASET_BUCKET"], event["Items"])
+    sent = send_all(client("sqs"), os.environ["QUEUE_URL"], bodies)
+    logger.info("batch re-enqueued", extra={"dataset": event.get("BatchInput", {}).get("dataset"), "sent": sent,
+                                            "items": len(event["Items"])})
+    return {"sent": sent}
+
+
+def total(event: dict[str, Any]) -> dict[str, Any]:
+    batches = event.get("batches") or []
+    return {"dataset": event["dataset"], "objects": sum(int(b.get("sent", 0)) for b in batches), "batches": len(batches)}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "Items" in event:
+        return send_batch(event)
+    if "check" in event:
+        return check(event["check"].get("dataset"))
+    if "total" in event:
+        return total(event["total"])
+    raise ValueError(f"not a Reprocess step: {sorted(event)}")
