@@ -90,6 +90,9 @@ class Ingestion(Construct):
             environment={
                 "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
                 "PROBE_CONCURRENCY": str(config.probe_concurrency),
+                # Its own queue: a COCO file too large for one invocation is converted in
+                # ranges, one message each (converter.ingest). The stack grants SendMessage.
+                "QUEUE_URL": self.queue.queue_url,
             },
         )
         self.converter = converter.function

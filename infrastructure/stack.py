@@ -142,8 +142,9 @@ class FashionPipelineStack(Stack):
             )
 
     def _grant_converter(self) -> None:
-        """Read annotations and images; write and delete fragments and reports (the reports of
-        objects outside any dataset under unassigned/); nothing else."""
+        """Read annotations and images; write, list and delete fragments and reports (the reports
+        of objects outside any dataset under unassigned/); send range messages to its own queue;
+        nothing else."""
         dataset = self.storage.dataset_bucket
         artifacts = self.storage.artifacts_bucket
         converter = self.ingestion.converter
@@ -164,6 +165,15 @@ class FashionPipelineStack(Stack):
             actions=["s3:PutObject", "s3:DeleteObject"],
             resource_arns=[artifacts.arn_for_objects(pattern) for pattern in writes],
         )
+
+        # Listing fragments/ and reports/ only: the parts of a COCO file converted in ranges
+        # are found by prefix, to delete those a new upload or a removal leaves behind.
+        converter.add_to_role_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[artifacts.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{FRAGMENTS_PREFIX}*", f"{REPORTS_PREFIX}*"]}}))
+        # Range messages go to the converter's own queue (SSE-SQS: no key to grant); SendMessage
+        # alone, which also authorises SendMessageBatch (SQS batch actions have no IAM action).
+        iam.Grant.add_to_principal(grantee=converter, actions=["sqs:SendMessage"], resource_arns=[self.ingestion.queue.queue_arn])
 
         role = self.ingestion.converter_role
         for bucket, pattern in [(dataset, p) for p in reads] + [(artifacts, p) for p in writes]:

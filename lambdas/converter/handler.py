@@ -18,6 +18,10 @@ https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-d
 https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html): nothing retries
 forever. Each failure is logged with the message id, the object key and the error.
 
+Two kinds of message share the queue: S3 notifications (and ``reprocess``'s copies of them),
+and range messages (``RangeMessage``), which the converter sends itself for the ranges of a
+COCO file too large for one invocation (``ingest`` module docstring).
+
 The notification models are the project's own, not Powertools' ``S3Model``: that model
 requires fields (``requestParameters``, ``ownerIdentity``, ...) which the events of
 ``fashion-pipeline reprocess`` and of moto (local mode) do not carry, and it cannot parse
@@ -26,9 +30,10 @@ S3's ``s3:TestEvent``, so valid work would be dead-lettered.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 import boto3
@@ -38,9 +43,10 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from converter.ingest import ObjectResult, sync_object
+from converter.ingest import RANGE_MESSAGE, Limits, ObjectResult, Part, convert_range, sync_object
+from fashion_pipeline.layout import MAX_PARTS
 
 logger = Logger()
 tracer = Tracer()
@@ -51,6 +57,10 @@ metrics = Metrics()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 CONCURRENCY = int(os.environ.get("PROBE_CONCURRENCY", "32"))
+# Per object (the README's "Limits per object"). COCO_IMAGES_PER_INVOCATION, which the stack does
+# not set, lowers the threshold for splitting a COCO file, to see the ranges at work on a small
+# file (local mode); tests replace LIMITS itself.
+LIMITS = Limits(images_per_invocation=int(os.environ.get("COCO_IMAGES_PER_INVOCATION", str(Limits.images_per_invocation))))
 # Lifecycle expirations are removals too (the pipeline subscribes to ObjectRemoved only).
 REMOVAL_EVENTS = ("ObjectRemoved", "LifecycleExpiration")
 
@@ -61,6 +71,49 @@ def s3_client() -> Any:
     # SDK's standard variables (AWS_RETRY_MODE, AWS_MAX_ATTEMPTS) still override the defaults.
     retries = {"mode": os.environ.get("AWS_RETRY_MODE", "adaptive"), "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "8"))}
     return boto3.client("s3", config=Config(max_pool_connections=CONCURRENCY + 4, retries=retries))
+
+
+@lru_cache(maxsize=1)
+def sqs_client() -> Any:
+    return boto3.client("sqs")
+
+
+# "A batch request can contain up to 10 messages" (SendMessageBatch,
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessageBatch.html).
+SEND_BATCH = 10
+
+
+def send_to_queue(bodies: list[dict[str, Any]]) -> None:
+    """Put ``bodies`` on the converter's own queue (QUEUE_URL); a message SQS refuses fails the
+    record being handled, so that SQS delivers it again and it sends them again."""
+    queue_url = os.environ["QUEUE_URL"]
+    for start in range(0, len(bodies), SEND_BATCH):
+        entries = [{"Id": str(index), "MessageBody": json.dumps(body)} for index, body in enumerate(bodies[start : start + SEND_BATCH])]
+        answer = sqs_client().send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if answer.get("Failed"):
+            raise RuntimeError(f"SQS refused {len(answer['Failed'])} of {len(entries)} messages: {answer['Failed'][0]}")
+
+
+class RangeMessage(BaseModel):
+    """A range of a COCO file's images for this invocation to convert (``ingest.range_message``)."""
+
+    kind: Literal["fashion-pipeline/coco-range/1"]
+    bucket: str
+    key: str  # as is, not URL-encoded
+    versionId: str | None = None
+    eTag: str
+    lastModified: str
+    start: int = Field(ge=0)
+    stop: int = Field(gt=0)
+    part: int = Field(ge=1)
+    parts: int = Field(ge=2, le=MAX_PARTS)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RangeMessage":
+        # Only the converter writes these; one that fails here is a bug, kept in the DLQ to see.
+        if self.start >= self.stop or self.part > self.parts:
+            raise ValueError(f"images {self.start}..{self.stop}, part {self.part} of {self.parts}: not a range")
+        return self
 
 
 class S3Object(BaseModel):
@@ -93,9 +146,34 @@ class S3Notification(BaseModel):
     Event: str | None = None
 
 
+def _is_range_message(body: str) -> bool:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False  # not JSON: S3Notification's validation says so
+    return isinstance(payload, dict) and payload.get("kind") == RANGE_MESSAGE
+
+
+def _convert_range(body: str) -> None:
+    message = RangeMessage.model_validate_json(body)
+    logger.append_keys(object_key=message.key, bucket=message.bucket)
+    part = Part(message.part, message.parts, message.start, message.stop)
+    result = convert_range(s3_client(), bucket=message.bucket, key=message.key, artifacts_bucket=os.environ["ARTIFACTS_BUCKET"],
+                           source=(message.versionId or "", message.eTag, message.lastModified), part=part,
+                           concurrency=CONCURRENCY, limits=LIMITS, send=send_to_queue)
+    if result is not None and result.outcome == "stale":
+        logger.info("range of an upload replaced or removed since: nothing written (the newer upload's event converts it)",
+                    extra={"part": f"{message.part}/{message.parts}"})
+        return
+    _publish(result, message.key, f"range {message.part}/{message.parts}")
+
+
 @tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     try:
+        if _is_range_message(record.body):
+            _convert_range(record.body)
+            return
         notification = S3Notification.model_validate_json(record.body)
         for entry in notification.Records:
             removed = entry.eventName.startswith(REMOVAL_EVENTS)
@@ -105,7 +183,7 @@ def record_handler(record: SQSRecord) -> None:
             key = unquote_plus(entry.s3.object.key)  # keys arrive URL-encoded: "my photos/a+b.json"
             logger.append_keys(object_key=key, bucket=bucket)
             result = sync_object(s3_client(), bucket=bucket, key=key, artifacts_bucket=os.environ["ARTIFACTS_BUCKET"],
-                                 removed=removed, concurrency=CONCURRENCY)
+                                 removed=removed, concurrency=CONCURRENCY, limits=LIMITS, send=send_to_queue)
             _publish(result, key, entry.eventName)
     except Exception as exc:
         logger.warning(
@@ -133,6 +211,10 @@ def _publish(result: ObjectResult | None, key: str, event: str) -> None:
         metrics.add_metric(name="ObjectsUnassigned", unit=MetricUnit.Count, value=1)
         logger.warning("object outside any dataset: reported", extra={"report": result.report_key, "rejections": result.rejections})
         return
+    if result.outcome == "superseded":
+        logger.warning("object changed while its range was written: converted again from the start", extra={"event": event})
+    if result.pending:
+        metrics.add_metric(name="RangesQueued", unit=MetricUnit.Count, value=len(result.pending))
     metrics.add_metric(name="ImagesAccepted", unit=MetricUnit.Count, value=result.records)
     metrics.add_metric(name="BoxesAccepted", unit=MetricUnit.Count, value=result.boxes)
     metrics.add_metric(name="Rejections", unit=MetricUnit.Count, value=sum(result.rejections.values()))
@@ -141,6 +223,7 @@ def _publish(result: ObjectResult | None, key: str, event: str) -> None:
     logger.info(
         "converted",
         extra={"dataset": result.dataset, "fragment": result.fragment_key, "records": result.records, "rejections": result.rejections,
+               "part": f"{result.part.index}/{result.part.count}" if result.part else None, "ranges_queued": len(result.pending),
                "probe_requests": result.probe_requests, "probe_bytes": result.probe_bytes},
     )
 

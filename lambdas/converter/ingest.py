@@ -11,6 +11,21 @@ Every object under ``annotations/`` ends in outputs of the artifacts bucket:
   (``_unassigned`` is itself a valid dataset name, hence a separate top-level prefix);
 * a removed object -> its outputs are removed.
 
+Ranges. A COCO file with more images than ``Limits.images_per_invocation`` is converted in
+parts, ranges of that many image entries (``CocoStream.items(start, stop)``), so that no
+invocation runs into the function's timeout with nothing written: the invocation handling the
+S3 event converts range 0 into part 1 (``fragments/<dataset>/<path>.part-00001-of-0000N.jsonl``
+and its report, ``layout.output_keys``) and sends one range message per further part to the
+converter's own queue (``RANGE_MESSAGE``); each message is converted by another invocation into
+its own part. Assembly reads fragments and then reports in key order, and the parts' keys sort
+in range order, so the parts give the same manifests and report as one whole conversion.
+A range message names the upload it was planned for (version, ETag, LastModified): if the
+object has changed or gone since, it writes nothing (the newer upload's own event converts it,
+or the removal removes every part); if it changes while the range is written, that write may
+have replaced a newer upload's part, so the key is converted again from scratch (an S3-style
+event on the queue). Converting range 0 (or the whole object) deletes the parts no longer
+produced: those of an earlier upload split otherwise, or the unsplit outputs.
+
 Keys are derived from the input key alone, so a duplicated or retried event, or a re-run,
 rewrites the same objects. An event is only a hint that a key changed: ``sync_object`` looks
 at the object as it is now (HeadObject) and makes the outputs match it, whatever the event
@@ -33,7 +48,7 @@ import os
 import tempfile
 import zipfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,13 +58,15 @@ from aws_lambda_powertools import Logger
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
+from fashion_pipeline.aws.events import s3_notification
 from fashion_pipeline.aws.s3 import RequestLog, S3ImageStore, download
 from fashion_pipeline.convert import Converted, convert_annotation, error_rejection
 from fashion_pipeline.records import AnnotationError, Rejection
 from fashion_pipeline.sources import InputError, open_source
 from fashion_pipeline.training import OptionsError, check_dataset_name
 from fashion_pipeline.layout import (
-    ANNOTATIONS_PREFIX, MAX_KEY_BYTES, REPORT_SUFFIX, UNASSIGNED_PREFIX, output_keys,
+    ANNOTATIONS_PREFIX, MAX_KEY_BYTES, MAX_PARTS, REPORT_SUFFIX, UNASSIGNED_PREFIX, is_part_name, output_keys,
+    part_of, part_prefixes, report_key_of,
 )
 from fashion_pipeline.layout import bounded as _bounded
 
@@ -77,6 +94,16 @@ class ObjectChanging(Exception):
     """The object changed during every pass; the SQS record fails and is delivered again."""
 
 
+class SourceChanged(Exception):
+    """The object is no longer the upload a range message was planned for: nothing is written."""
+
+
+# The body of a range message: {"kind": RANGE_MESSAGE, "bucket", "key", "versionId", "eTag",
+# "lastModified", "start", "stop", "part", "parts"} (converter.handler.RangeMessage reads it).
+RANGE_MESSAGE = "fashion-pipeline/coco-range/1"
+Send = Callable[[list[dict[str, Any]]], None]  # puts message bodies on the converter's queue
+
+
 @dataclass
 class Limits:
     # Every kind streams from /tmp (a COCO file through ijson and an on-disk spool, see
@@ -84,7 +111,31 @@ class Limits:
     # the object and a spool of about its size.
     max_document_bytes: int = 1024 * 1024 * 1024  # a JSON or COCO file
     max_archive_bytes: int = 1024 * 1024 * 1024  # a .zip or .jsonl
-    max_entries: int = 50_000  # annotations per object, to finish well within the timeout
+    max_entries: int = 50_000  # annotations per object (not COCO), to finish well within the timeout
+    # Images of a COCO file per invocation; a larger file is converted in ranges of this many
+    # (see the module docstring). Probing runs at ~275 images/s with 32 threads and 20 ms per
+    # S3 GET (bench/README.md), so 20,000 take ~75 s: a quarter of the default 300 s timeout,
+    # leaving room for downloading and spooling a file of up to 1 GB.
+    images_per_invocation: int = 20_000
+
+
+@dataclass(frozen=True)
+class Part:
+    """Image entries ``start`` up to ``stop`` of a COCO file: part ``index`` (1-based) of ``count``."""
+
+    index: int
+    count: int
+    start: int
+    stop: int
+
+
+def plan_parts(images: int, per_invocation: int) -> list[Part]:
+    """The ranges a COCO file of ``images`` entries is converted in (one part when it fits)."""
+    per = max(1, per_invocation)
+    count = max(1, -(-images // per))
+    if count > MAX_PARTS:  # the key layout's five digits; a file this large fails /tmp long before
+        raise UnsupportedObject("too_many_entries", f"{images} images would take {count} parts; the limit is {MAX_PARTS}: split the file")
+    return [Part(i + 1, count, i * per, min(images, (i + 1) * per)) for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -117,7 +168,8 @@ class ObjectResult:
     probe_requests: int = 0
     probe_bytes: int = 0
     source: tuple[str, str, str] | None = None  # (version, etag, last modified) of what was converted
-
+    part: Part | None = None  # the range converted, when the object is converted in parts
+    pending: list[Part] = field(default_factory=list)  # the ranges left to other invocations (range messages)
 
 
 def unassigned_report_key(key: str) -> str:
@@ -154,6 +206,14 @@ def target_of(key: str) -> Target | None:
             f"{key}: {exc}, so `fashion-pipeline train --dataset` refuses it and nothing under "
             f"{ANNOTATIONS_PREFIX}{dataset}/ is converted: move the files to a valid folder, "
             f"e.g. {ANNOTATIONS_PREFIX}{suggestion}/{path}",
+        )
+        return Target(key, None, None, unassigned_report_key(key), problem)
+    if is_part_name(path):
+        # Its outputs would sit among the parts of another object's (and be deleted with them).
+        problem = UnsupportedObject(
+            "reserved_name",
+            f"{key}: a name ending in '.part-NNNNN-of-NNNNN' is reserved for the parts of a large COCO file's outputs: "
+            "rename it (e.g. end it in .json)",
         )
         return Target(key, None, None, unassigned_report_key(key), problem)
     fragment_key, report_key = output_keys(dataset, path)
@@ -200,12 +260,16 @@ def sync_object(
     removed: bool = False,
     concurrency: int = 32,
     limits: Limits | None = None,
+    send: Send | None = None,
 ) -> ObjectResult | None:
     """Make the outputs of ``key`` match the object as it is now (see the module docstring).
 
     ``removed``: the event was an ObjectRemoved one. Returns None for a key that is no
     annotation object. Raises an ``AWS_ERRORS`` error (S3 failed) or ``ObjectChanging``: both
-    mean "deliver this event again".
+    mean "deliver this event again". A COCO file converted in parts converts its first here;
+    the other ranges are sent as range messages through ``send`` (the converter's queue), or,
+    without ``send``, converted here one after the other (for callers that have no queue and
+    no timeout, such as tests and benchmarks).
     """
     target = target_of(key)
     if target is None:
@@ -222,6 +286,8 @@ def sync_object(
         else:
             try:
                 result = _write_outputs(s3, target, bucket, head, artifacts_bucket, concurrency, limits or Limits())
+                if target.dataset is not None:
+                    _remove_other_parts(s3, artifacts_bucket, target, result)
             except ClientError as exc:
                 if _missing(exc):  # deleted while it was read: the next pass removes the outputs
                     continue
@@ -230,6 +296,11 @@ def sync_object(
         # repeated); a change after this check comes with its own event, processed after it.
         now = _head(s3, bucket, key)
         if (now is None) if result.source is None else (now is not None and _identity(now) == result.source):
+            if result.pending:
+                # Sent only once the first part matches the object, and after the stale parts
+                # were deleted, so no deletion of this pass can remove a part these messages write.
+                _continue_ranges(s3, bucket=bucket, key=key, artifacts_bucket=artifacts_bucket, result=result,
+                                 concurrency=concurrency, limits=limits or Limits(), send=send)
             return result
     raise ObjectChanging(f"s3://{bucket}/{key} changed during each of {MAX_PASSES} passes; SQS delivers the event again")
 
@@ -237,6 +308,120 @@ def sync_object(
 def _delete_outputs(s3: Any, artifacts_bucket: str, target: Target) -> None:
     for output in target.output_keys:
         s3.delete_object(Bucket=artifacts_bucket, Key=output)
+    if target.dataset is not None:
+        _delete_parts(s3, artifacts_bucket, target, keep=set(), orphan_reports=True)
+
+
+def _may_have_parts(key: str) -> bool:
+    # Only a .json object can be COCO (fashion_pipeline.sources.open_source), hence in parts; a
+    # key keeps its name across uploads, so other keys never need the listing.
+    return key.lower().endswith(".json")
+
+
+def _list(s3: Any, bucket: str, prefix: str) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [entry["Key"] for entry in page.get("Contents", [])]
+    return keys
+
+
+def _delete_parts(s3: Any, artifacts_bucket: str, target: Target, *, keep: set[str], orphan_reports: bool) -> None:
+    """Delete the parts' outputs of ``target`` not in ``keep``: each fragment, then its report
+    (so that a listed fragment always has its report), then, with ``orphan_reports``, reports
+    left without their fragment by an interrupted deletion (listing them costs a request more,
+    spent on removals only: assembly reads a report only beside its fragment)."""
+    if not _may_have_parts(target.key):
+        return
+    assert target.dataset is not None
+    path = target.key[len(ANNOTATIONS_PREFIX) + len(target.dataset) + 1 :]
+    fragments_prefix, reports_prefix = part_prefixes(target.dataset, path)
+    fragments = [k for k in _list(s3, artifacts_bucket, fragments_prefix) if part_of(k, fragments_prefix) and k not in keep]
+    for fragment in fragments:
+        s3.delete_object(Bucket=artifacts_bucket, Key=fragment)
+        report = report_key_of(fragment)
+        if report not in keep:
+            s3.delete_object(Bucket=artifacts_bucket, Key=report)
+    if orphan_reports:
+        for report in _list(s3, artifacts_bucket, reports_prefix):
+            if part_of(report, reports_prefix) and report not in keep:
+                s3.delete_object(Bucket=artifacts_bucket, Key=report)
+
+
+def _remove_other_parts(s3: Any, artifacts_bucket: str, target: Target, result: ObjectResult) -> None:
+    """After converting the whole object or its range 0: remove what an earlier upload left that
+    this one does not produce (its parts, or the unsplit outputs when this one is in parts).
+    Every part but the first is deleted too, even one of the same count: it may hold an earlier
+    upload's images, and this upload's range messages, sent next, write it again."""
+    if result.part is None:
+        _delete_parts(s3, artifacts_bucket, target, keep=set(), orphan_reports=False)
+        return
+    for output in target.output_keys:  # fragment, then report
+        s3.delete_object(Bucket=artifacts_bucket, Key=output)
+    _delete_parts(s3, artifacts_bucket, target, keep={result.fragment_key or "", result.report_key}, orphan_reports=False)
+
+
+def range_message(bucket: str, key: str, source: tuple[str, str, str], part: Part) -> dict[str, Any]:
+    """The body of the message that asks another invocation to convert ``part``."""
+    version, etag, modified = source
+    return {"kind": RANGE_MESSAGE, "bucket": bucket, "key": key, "versionId": version or None, "eTag": etag,
+            "lastModified": modified, "start": part.start, "stop": part.stop, "part": part.index, "parts": part.count}
+
+
+def _continue_ranges(s3: Any, *, bucket: str, key: str, artifacts_bucket: str, result: ObjectResult,
+                     concurrency: int, limits: Limits, send: Send | None) -> None:
+    assert result.source is not None
+    if send is not None:
+        send([range_message(bucket, key, result.source, part) for part in result.pending])
+        return
+    for part in result.pending:
+        convert_range(s3, bucket=bucket, key=key, artifacts_bucket=artifacts_bucket, source=result.source, part=part,
+                      concurrency=concurrency, limits=limits, send=None)
+
+
+def convert_range(
+    s3: Any,
+    *,
+    bucket: str,
+    key: str,
+    artifacts_bucket: str,
+    source: tuple[str, str, str],
+    part: Part,
+    concurrency: int = 32,
+    limits: Limits | None = None,
+    send: Send | None = None,
+) -> ObjectResult | None:
+    """Convert one range of a COCO file (a range message) into its part, if the object is still
+    the upload ``source`` names (version, ETag, LastModified); else write nothing and return an
+    outcome ``stale``. None for a key that is no dataset's annotation object.
+
+    If the object changes while the part is written, this write may have replaced the newer
+    upload's part: the key is then converted again from the start (through ``send``, or here
+    without it), and the outcome is ``superseded``. Raises ``AWS_ERRORS`` only.
+    """
+    target = target_of(key)
+    if target is None or target.problem is not None:
+        return None
+    head = _head(s3, bucket, key)
+    stale = ObjectResult(target.dataset, None, target.report_key, outcome="stale", part=part)
+    if head is None or _identity(head) != source:
+        return stale
+    try:
+        result = convert_object(s3, bucket=bucket, key=key, artifacts_bucket=artifacts_bucket, concurrency=concurrency,
+                                limits=limits, head=head, part=part, expected=source)
+    except SourceChanged:
+        return stale
+    except ClientError as exc:
+        if _missing(exc):  # deleted between the check and the download
+            return stale
+        raise
+    now = _head(s3, bucket, key)
+    if now is None or _identity(now) != source:
+        result.outcome = "superseded"
+        if send is not None:
+            send([s3_notification(bucket, key, event_name="ObjectCreated:Put")])
+        else:
+            sync_object(s3, bucket=bucket, key=key, artifacts_bucket=artifacts_bucket, concurrency=concurrency, limits=limits)
+    return result
 
 
 def _write_outputs(s3: Any, target: Target, bucket: str, head: dict[str, Any], artifacts_bucket: str,
@@ -299,11 +484,18 @@ def convert_object(
     concurrency: int = 32,
     limits: Limits | None = None,
     head: dict[str, Any] | None = None,
+    part: Part | None = None,
+    expected: tuple[str, str, str] | None = None,
 ) -> ObjectResult:
     """Convert ``annotations/<dataset>/<path>`` into its fragment and report.
 
     Whatever is wrong with the content ends in the report; only AWS errors (``AWS_ERRORS``)
     propagate. ``head`` is the object's HeadObject answer when the caller has it.
+
+    A COCO file of more than ``limits.images_per_invocation`` images is converted in parts:
+    without ``part``, its first range is converted here into part 1 and the others are left in
+    ``result.pending``; with ``part`` (a range message), that range, if the object read is still
+    the upload ``expected`` names (else ``SourceChanged``, and nothing is written).
     """
     limits = limits or Limits()
     target = target_of(key)
@@ -312,7 +504,10 @@ def convert_object(
         raise problem
     dataset, fragment_key, report_key = target.dataset, target.fragment_key, target.report_key
     assert dataset is not None and fragment_key is not None
-    result = ObjectResult(dataset, fragment_key, report_key)
+    path = key[len(ANNOTATIONS_PREFIX) + len(dataset) + 1 :]
+    if part is not None:
+        fragment_key, report_key = output_keys(dataset, path, part.index, part.count)
+    result = ObjectResult(dataset, fragment_key, report_key, part=part)
     log = RequestLog()
     images = S3ImageStore(s3, bucket, f"images/{dataset}/", log)
     rejected: list[dict[str, Any]] = []
@@ -327,15 +522,33 @@ def convert_object(
         with open(fragment_path, "w", encoding="utf-8") as fragment:
             try:
                 _check_size(key, head["ContentLength"], limits)
+                # The current object, not the planned version by its id: reading a version by id
+                # needs s3:GetObjectVersion, and a range of any other upload is of no use anyway.
+                # What was read is checked to be the upload range 0 planned (version, ETag, date).
                 local, head = download(s3, bucket, key, workdir)
+                if expected is not None and _identity(head) != expected:
+                    raise SourceChanged(f"s3://{bucket}/{key} is no longer the upload the range was planned for")
                 _check_archive(key, local)
                 source = open_source(local, name=key)
-                if source.total > limits.max_entries:
+                items: Iterable[Any] = source
+                if source.kind == "coco":
+                    plan = plan_parts(source.total, limits.images_per_invocation)
+                    if part is None and len(plan) > 1:
+                        part, result.pending = plan[0], plan[1:]
+                        result.part = part
+                        result.fragment_key, result.report_key = fragment_key, report_key = output_keys(dataset, path, part.index, part.count)
+                    if part is not None:
+                        if not (0 <= part.start < part.stop <= source.total and 1 <= part.index <= part.count):
+                            raise UnsupportedObject("invalid_range", f"{key}: images {part.start}..{part.stop} are not within its {source.total} images")
+                        items = source.items(part.start, part.stop)
+                elif part is not None:
+                    raise UnsupportedObject("invalid_range", f"{key} is no longer a COCO file, so it has no ranges of images")
+                elif source.total > limits.max_entries:
                     raise UnsupportedObject(
                         "too_many_entries",
                         f"{key} holds {source.total} annotations; the limit per object is {limits.max_entries}: split it",
                     )
-                for converted in _convert_all(source, images, concurrency):
+                for converted in _convert_all(items, source.name, images, concurrency):
                     for rejection in converted.rejections:
                         rejected.append(rejection.to_dict())
                         result.rejections[rejection.reason] = result.rejections.get(rejection.reason, 0) + 1
@@ -343,6 +556,8 @@ def convert_object(
                         fragment.write(json.dumps(converted.record.to_dict(), ensure_ascii=False) + "\n")
                         result.records += 1
                         result.boxes += len(converted.record.boxes)
+            except SourceChanged:
+                raise
             except UnsupportedObject as exc:
                 reject(exc.reason, exc.detail)
             except InputError as exc:
@@ -363,6 +578,7 @@ def convert_object(
         "source": f"s3://{bucket}/{key}",
         "source_etag": metadata["source-etag"],
         "source_version": metadata["source-version"] or None,
+        **({"part": {"index": part.index, "of": part.count, "images": [part.start, part.stop]}} if part is not None else {}),
         "fragment": f"s3://{artifacts_bucket}/{fragment_key}",
         "records": result.records,
         "boxes": result.boxes,
@@ -374,7 +590,7 @@ def convert_object(
     return result
 
 
-def _convert_all(source: Any, images: S3ImageStore, concurrency: int) -> Iterator[Converted]:
+def _convert_all(source: Iterable[Any], name: str, images: S3ImageStore, concurrency: int) -> Iterator[Converted]:
     """Probe images concurrently, yielding results in input order.
 
     A sliding window of pending work (a few per thread) keeps every thread busy without a
@@ -387,7 +603,7 @@ def _convert_all(source: Any, images: S3ImageStore, concurrency: int) -> Iterato
             if isinstance(item, Rejection):
                 pending.append(Converted(None, [item]))
             elif isinstance(item, AnnotationError):
-                pending.append(Converted(None, [error_rejection(item, source.name)]))
+                pending.append(Converted(None, [error_rejection(item, name)]))
             else:
                 pending.append(pool.submit(convert_annotation, item, images, created=created))
             while len(pending) >= window:

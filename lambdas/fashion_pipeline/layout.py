@@ -7,6 +7,8 @@ Dataset bucket (what users upload):
 Artifacts bucket (what the pipeline derives):
     fragments/<dataset>/<path>.jsonl   the records converted from annotations/<dataset>/<path>
     reports/<dataset>/<path>.json      what that conversion left out, and why
+    fragments/<dataset>/<path>.part-00001-of-00004.jsonl (and its report, .json)
+                                       one range of a COCO file converted in several parts
     runs/<dataset>/<run-id>/           one training run: manifests, summary, report, outcome
     runs/<dataset>/<run-id>/shards/    the pieces the Distributed Map's children assemble
     unassigned/<annotation key>.json   the report of an object under no valid dataset folder
@@ -17,6 +19,7 @@ The constructs grant on these prefixes (infrastructure/storage.py imports them f
 from __future__ import annotations
 
 import hashlib
+import re
 
 IMAGES_PREFIX = "images/"
 ANNOTATIONS_PREFIX = "annotations/"
@@ -43,11 +46,59 @@ def bounded(text: str, budget: int) -> str:
     return data[: budget - len(digest)].decode("utf-8", "ignore") + digest
 
 
-def output_keys(dataset: str, path: str) -> tuple[str, str]:
+# A COCO file too large for one invocation is converted in parts, one range of its images each
+# (converter.ingest). Five digits, zero-padded, so that key order is range order (assembly reads
+# fragments, then reports, sorted by key) and 99,999 parts of 20,000 images cover any file /tmp holds.
+MAX_PARTS = 99_999
+PART_SUFFIX_LENGTH = len(".part-00001-of-00001")
+_PART = re.compile(r"\.part-(\d{5})-of-(\d{5})$")
+
+
+def output_keys(dataset: str, path: str, part: int | None = None, parts: int | None = None) -> tuple[str, str]:
     """The fragment and report keys of ``annotations/<dataset>/<path>`` (the same ``<rest>``
-    in both, so a report is always found from its fragment's key)."""
-    rest = bounded(f"{dataset}/{path}", MAX_KEY_BYTES - len(FRAGMENTS_PREFIX) - len(FRAGMENT_SUFFIX))
+    in both, so a report is always found from its fragment's key); with ``part`` and
+    ``parts``, those of part ``part`` (1-based) of ``parts``: ``<rest>.part-00001-of-00004``."""
+    if part is None:
+        rest = bounded(f"{dataset}/{path}", MAX_KEY_BYTES - len(FRAGMENTS_PREFIX) - len(FRAGMENT_SUFFIX))
+    else:
+        if parts is None or not 1 <= part <= parts <= MAX_PARTS:
+            raise ValueError(f"part {part} of {parts}: expected 1 <= part <= parts <= {MAX_PARTS}")
+        rest = _part_stem(dataset, path) + f".part-{part:05d}-of-{parts:05d}"
     return f"{FRAGMENTS_PREFIX}{rest}{FRAGMENT_SUFFIX}", f"{REPORTS_PREFIX}{rest}{REPORT_SUFFIX}"
+
+
+def _part_stem(dataset: str, path: str) -> str:
+    # Bounded with room for the part suffix, so that every part of one object shares this stem.
+    return bounded(f"{dataset}/{path}", MAX_KEY_BYTES - len(FRAGMENTS_PREFIX) - len(FRAGMENT_SUFFIX) - PART_SUFFIX_LENGTH)
+
+
+def part_prefixes(dataset: str, path: str) -> tuple[str, str]:
+    """The prefixes under which every part's fragment and report of ``annotations/<dataset>/<path>``
+    are listed (whatever their count); a listed key is one of its parts if ``part_of`` says so."""
+    stem = _part_stem(dataset, path)
+    return f"{FRAGMENTS_PREFIX}{stem}.part-", f"{REPORTS_PREFIX}{stem}.part-"
+
+
+_PART_TAIL = re.compile(r"(\d{5})-of-(\d{5})(?:\.jsonl|\.json)")
+
+
+def part_of(output_key: str, prefix: str | None = None) -> tuple[int, int] | None:
+    """(part, parts) of a part's fragment or report key; None for any other key. With
+    ``prefix`` (one of ``part_prefixes``), only of that object's parts: the parts of
+    ``annotations/d/x.json.part-a.json`` are listed under ``x.json``'s prefix too."""
+    if prefix is not None:
+        match = _PART_TAIL.fullmatch(output_key[len(prefix) :]) if output_key.startswith(prefix) else None
+        return (int(match.group(1)), int(match.group(2))) if match else None
+    for suffix in (FRAGMENT_SUFFIX, REPORT_SUFFIX):
+        if output_key.endswith(suffix) and (match := _PART.search(output_key[: -len(suffix)])):
+            return int(match.group(1)), int(match.group(2))
+    return None
+
+
+def is_part_name(path: str) -> bool:
+    """Whether an annotation path ends like a part (``x.part-00001-of-00002``): its outputs
+    would be taken for a part of ``x``'s, so the converter reports it instead."""
+    return _PART.search(path) is not None
 
 
 def fragments_prefix(dataset: str) -> str:

@@ -289,6 +289,7 @@ def test_converter_function(synthesized: Synthesized, ids: dict[str, str]) -> No
     assert function["Environment"]["Variables"] == {
         "ARTIFACTS_BUCKET": ref(ids["artifacts"]),
         "PROBE_CONCURRENCY": "32",
+        "QUEUE_URL": ref(ids["queue"]),  # its own queue, for the ranges of a large COCO file
         "POWERTOOLS_SERVICE_NAME": "converter",
         "POWERTOOLS_METRICS_NAMESPACE": "FashionPipeline",
         "LOG_LEVEL": "INFO",
@@ -390,21 +391,37 @@ def test_converter_s3_access_is_least_privilege(synthesized: Synthesized, ids: d
         if any(action.startswith("s3:") for action in as_list(s["Action"]))
     ]
     grants: dict[str, list[Any]] = {}
+    conditions: dict[str, Any] = {}
     for statement in s3_statements:
         assert statement["Effect"] == "Allow"
         for action in as_list(statement["Action"]):
             grants.setdefault(action, []).extend(as_list(statement["Resource"]))
+            for resource in as_list(statement["Resource"]):
+                conditions[json.dumps(resource)] = statement.get("Condition")
     assert set(grants) == {"s3:GetObject", "s3:ListBucket", "s3:PutObject", "s3:DeleteObject"}
     assert sorted(map(json.dumps, grants["s3:GetObject"])) == sorted(
         json.dumps(object_arn(ids["dataset"], p)) for p in ("annotations/*", "images/*")
     )
-    assert grants["s3:ListBucket"] == [arn(ids["dataset"])]
+    # The dataset bucket unconditioned (a missing image is a 404); the artifacts bucket only
+    # under fragments/ and reports/ (the parts of a COCO file converted in ranges).
+    assert sorted(map(json.dumps, grants["s3:ListBucket"])) == sorted(json.dumps(arn(i)) for i in (ids["dataset"], ids["artifacts"]))
+    assert conditions[json.dumps(arn(ids["artifacts"]))] == {"StringLike": {"s3:prefix": ["fragments/*", "reports/*"]}}
     # Written and, when their annotation is removed, deleted: fragments, reports, and the
     # reports of annotation objects outside every dataset.
     for action in ("s3:PutObject", "s3:DeleteObject"):
         assert sorted(map(json.dumps, grants[action])) == sorted(
             json.dumps(object_arn(ids["artifacts"], p)) for p in ("fragments/*", "reports/*", "unassigned/*")
         )
+
+
+def test_converter_sends_only_to_its_own_queue(synthesized: Synthesized, ids: dict[str, str]) -> None:
+    sqs_statements = [s for s in converter_statements(synthesized, ids) if any(a.startswith("sqs:") for a in as_list(s["Action"]))]
+    assert sqs_statements and all(as_list(s["Resource"]) == [arn(ids["queue"])] for s in sqs_statements), sqs_statements
+    # What the event source mapping consumes with (CDK merges it with the send into one
+    # statement), and SendMessage for range messages: nothing more.
+    actions = {a for s in sqs_statements for a in as_list(s["Action"])}
+    assert actions == {"sqs:ReceiveMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:DeleteMessage",
+                       "sqs:GetQueueAttributes", "sqs:SendMessage"}
 
 
 def test_converter_cannot_write_to_the_dataset_bucket(synthesized: Synthesized, ids: dict[str, str]) -> None:
