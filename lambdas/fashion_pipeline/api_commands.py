@@ -58,10 +58,20 @@ def _results(text: str) -> int:
     return value
 
 
+RENDER_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def _render_path(text: str) -> str:
+    if Path(text).suffix.lower() not in RENDER_TYPES:
+        raise argparse.ArgumentTypeError(f"{text!r}: the drawing is written as PNG or JPEG: name it .png, .jpg or .jpeg")
+    return text
+
+
 def add_arguments_detect(parser: argparse.ArgumentParser) -> None:
     """``detect IMAGE [--endpoint URL] [--api-key KEY] [--render OUT] [--min-confidence N] [--max-results N] [--json]``."""
     parser.add_argument("image", help="a JPEG or PNG file")
-    parser.add_argument("--render", metavar="OUT", help="also write the image with the garments outlined (PNG, or JPEG for a .jpg name)")
+    parser.add_argument("--render", metavar="OUT", type=_render_path,
+                        help="also write the image with the garments outlined: PNG for a .png name, JPEG for .jpg or .jpeg")
     parser.add_argument("--min-confidence", type=_confidence, metavar="N", help="lowest confidence, percent (default: each label's trained threshold)")
     parser.add_argument("--max-results", type=_results, metavar="N", help="at most N garments")
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
@@ -168,7 +178,14 @@ def garment_table(answer: dict[str, Any]) -> str:
 
 
 def _fail(response: ApiResponse) -> int:
-    print(f"fashion-pipeline: the API refused: {response.error_message()}", file=sys.stderr)
+    line = response.error_message()
+    model = response.error().get("model")
+    if isinstance(model, dict) and model.get("status") == "STOPPED" and "; retry in " in line:
+        # A stopped model stays stopped however long one waits: only a start helps.
+        line = line.rsplit("; retry in ", 1)[0]
+        if "start" not in line.lower():
+            line += "; the model must be started first (POST /model/start)"
+    print(f"fashion-pipeline: the API refused: {line}", file=sys.stderr)
     return 1
 
 
@@ -176,6 +193,9 @@ def detect(args: argparse.Namespace) -> int:
     """Send IMAGE to ``POST /detections``; print the garments; with --render save the drawing."""
     from .api_client import ApiClientError
 
+    if args.render and Path(args.render).suffix.lower() not in RENDER_TYPES:  # the parser refuses it too
+        print(f"fashion-pipeline: error: --render {args.render}: name it .png, .jpg or .jpeg (PNG or JPEG is written)", file=sys.stderr)
+        return 2
     path = Path(args.image)
     try:
         data = path.read_bytes()
@@ -192,15 +212,19 @@ def detect(args: argparse.Namespace) -> int:
         print(json.dumps(answer, indent=2) if args.json else garment_table(answer))
         if args.render:
             out = Path(args.render)
-            accept = "image/jpeg" if out.suffix.lower() in (".jpg", ".jpeg") else "image/png"
+            accept = RENDER_TYPES[out.suffix.lower()]
             drawing = client.detect(data, **options, accept=accept)
             if not drawing.ok:
                 return _fail(drawing)
             if not drawing.content_type.startswith("image/"):
                 print(f"fashion-pipeline: error: the API answered {drawing.content_type or 'no content type'}, not an image", file=sys.stderr)
                 return 1
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(drawing.body)
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_bytes(drawing.body)
+            except OSError as exc:
+                print(f"fashion-pipeline: error: --render {out}: cannot write the drawing: {exc.strerror or exc}", file=sys.stderr)
+                return 2
             print(f"wrote {out} ({len(drawing.body):,} bytes)", file=sys.stderr if args.json else sys.stdout)
         return 0
     except (CommandError, StackNotFound) as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import posixpath
 from dataclasses import dataclass, field
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from .images import ImageError, ImageInfo, check_rules
 
@@ -308,14 +308,3 @@ def build_record(
             rejections.append(Rejection(annotation.source, image_uri.rsplit("/", 1)[-1], exc.reason, exc.detail, box.item))
     record = Record(source, image_uri, width, height, info.depth, pair_id, tuple(boxes), created)
     return record, rejections
-
-
-def image_rejection(annotation: ImageAnnotation, error: ImageError | AnnotationError, image: str | None = None) -> Rejection:
-    return Rejection(annotation.source, image or annotation.image, error.reason, error.detail)
-
-
-def count_reasons(rejections: Iterable[Rejection]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for rejection in rejections:
-        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
-    return counts

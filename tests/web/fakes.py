@@ -152,3 +152,10 @@ class RecordingServer:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def photo(folder):
+    """A small PNG photo written into ``folder`` (a pathlib.Path), for commands that read a file."""
+    path = folder / "photo.png"
+    path.write_bytes(png_bytes())
+    return path

@@ -11,7 +11,7 @@ import pytest
 
 from fashion_pipeline import api_commands
 from fashion_pipeline.webui import LambdaBackend, serve
-from tests.web.fakes import MODEL, FakeHandler, RecordingServer, error, png_bytes, proxy
+from tests.web.fakes import MODEL, FakeHandler, RecordingServer, error, photo, png_bytes, proxy
 
 ANSWER = {
     "model": MODEL,
@@ -51,9 +51,7 @@ def api(handler):
 
 @pytest.fixture
 def image(tmp_path):
-    path = tmp_path / "photo.png"
-    path.write_bytes(png_bytes())
-    return path
+    return photo(tmp_path)
 
 
 def test_detect_prints_a_table(api, handler, image, capsys):

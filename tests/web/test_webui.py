@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
 import json
+import logging
+import socket
 import urllib.error
 import urllib.request
 
@@ -12,7 +15,8 @@ import boto3
 import pytest
 
 from fashion_pipeline.api_client import ApiClient
-from fashion_pipeline.webui import LambdaBackend, RemoteBackend, decode_proxy_result, serve
+from fashion_pipeline import webui
+from fashion_pipeline.webui import LambdaBackend, PortInUse, ensure_port_free, RemoteBackend, UiServer, decode_proxy_result, json_too_deep, serve
 from tests.web.fakes import MODEL, FakeHandler, RecordingServer, error, png_bytes, proxy
 
 
@@ -184,3 +188,75 @@ def test_an_unreachable_api_is_a_502(server):
     with serve(RemoteBackend(ApiClient(url, timeout=2)), port=0) as proxy_server:
         status, _, body = fetch(f"{proxy_server.url}model")
     assert status == 502 and json.loads(body)["error"]["code"] == "api_unreachable"
+
+
+# -- limits and failures -----------------------------------------------------------------
+def test_the_default_limits():
+    with serve(LambdaBackend(FakeHandler()), port=0) as server:
+        assert (server.workers, server.max_queued, server.request_queue_size) == (16, 64, 128)
+        assert (server.request_timeout, server.max_body_bytes, server.max_json_depth) == (10.0, 10 * 1024 * 1024, 64)
+        pool = list(server._pool)
+        assert len(pool) == 16 and all(thread.daemon and thread.is_alive() for thread in pool)
+    for thread in pool:  # shutdown() ends the workers too
+        thread.join(timeout=2)
+        assert not thread.is_alive()
+    with pytest.raises(ValueError, match="workers"):
+        UiServer(("127.0.0.1", 0), LambdaBackend(FakeHandler()), workers=0)
+
+
+def test_the_body_limit_is_a_parameter_and_checked_before_reading():
+    with serve(LambdaBackend(FakeHandler()), port=0, max_body_bytes=1000) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        connection.putrequest("POST", "/detections")
+        connection.putheader("Content-Type", "image/png")
+        connection.putheader("Content-Length", "1001")
+        connection.endheaders()  # and no body
+        answer = connection.getresponse()
+        assert answer.status == 413 and "at most 1000 bytes" in json.loads(answer.read())["error"]["message"]
+        connection.close()
+
+
+def test_json_depth_is_measured_without_parsing():
+    assert not json_too_deep(b"[" * 64 + b"]" * 64, 64)
+    assert json_too_deep(b"[" * 65 + b"]" * 65, 64)
+    assert json_too_deep(b"[" * 100_000, 64)  # unterminated: still refused, no RecursionError
+    assert not json_too_deep(b'{"s3_key": "' + b"[{" * 500 + b'"}', 64)  # brackets in strings do not nest
+    assert json_too_deep(b'["\\\\", ' + b"[" * 70 + b"]" * 71, 64)  # an escaped backslash ends its string
+    assert not json_too_deep(b'"\\"' + b"[" * 100 + b'"', 64)  # an escaped quote does not
+
+
+def test_an_unexpected_failure_is_a_500_in_json_without_the_traceback(caplog):
+    class Broken:
+        def __init__(self, answer=None):
+            self.answer = answer
+
+        def call(self, method, path, query, headers, body):
+            if self.answer is None:
+                raise RuntimeError("secret detail")
+            return self.answer
+
+    caplog.set_level(logging.ERROR, logger=webui.__name__)
+    for backend in (Broken(), Broken((200, None, b"{}"))):  # raising, and a malformed answer that fails later
+        caplog.clear()
+        with serve(backend, port=0) as server:
+            status, headers, body = fetch(f"{server.url}model")
+            assert status == 500 and headers["Content-Type"] == "application/json"
+            assert json.loads(body)["error"]["code"] == "internal_error"
+            assert b"secret" not in body and b"Traceback" not in body
+            status, _, _ = fetch(f"{server.url}")  # and it keeps serving
+            assert status == 200
+        assert any(record.exc_info for record in caplog.records)  # the traceback is in the log (stderr)
+
+
+def test_a_busy_port_raises_port_in_use_naming_the_port():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is already in use") as caught:
+            serve(LambdaBackend(FakeHandler()), port=port)
+        assert isinstance(caught.value, OSError) and caught.value.errno == errno.EADDRINUSE and caught.value.port == port
+        assert str(port) in caught.value.strerror  # what the CLI's OSError boundary prints
+        with pytest.raises(PortInUse, match=f":{port} is already in use"):
+            ensure_port_free(port)
+    ensure_port_free(port)  # free again

@@ -123,6 +123,14 @@ class LocalPipeline:
 def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", template_path: str | None = None,
           verbose: bool = False) -> LocalPipeline:
     """Start everything; returns once the stack's resources exist and the API answers."""
+    from ..webui import ensure_port_free
+
+    # moto's ThreadedMotoServer waits forever when its port is taken (the bind fails in its
+    # thread and the ready event never comes), so both ports are checked first.
+    if port == api_port:
+        raise ValueError(f"--port and --api-port are both {port}")
+    for taken in (port, api_port):
+        ensure_port_free(taken)
     visibility_scale = _visibility_scale(os.environ.get(VISIBILITY_SCALE_VARIABLE, ""))
     template = synthesized_template(template_path)
     from moto.core.config import default_user_config
