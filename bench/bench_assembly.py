@@ -56,9 +56,14 @@ TARGET_S = 600  # 391k images from "assembly starts" to "manifests written"
 MB = 1024 * 1024
 
 
-def _hwm_mb() -> float:
+def _status_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (the peak since _reset_hwm), in MB."""
     with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
+
+
+def _hwm_mb() -> float:
+    return _status_mb("VmHWM")
 
 
 def _reset_hwm() -> None:
@@ -66,8 +71,7 @@ def _reset_hwm() -> None:
 
 
 def _rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+    return _status_mb("VmRSS")
 
 
 class UploadMark:
@@ -85,6 +89,10 @@ class UploadMark:
     def upload_file(self, *args, **kwargs):
         self.mark = self.mark or _hwm_mb()
         return self._s3.upload_file(*args, **kwargs)
+
+    def own_peak(self, start_rss: float) -> float:
+        """The Lambda's peak: the runtime, plus what the phase added before its first upload."""
+        return RUNTIME_MB + (self.mark or _hwm_mb()) - start_rss
 
 
 def record(n: int) -> tuple[str, bytes, bytes]:
@@ -188,13 +196,13 @@ def phase_distributed(images: int, latency_s: float, batch_size: int, threads: i
             before, started = latency.requests, time.perf_counter()
             write_shard(s3, items=items[start : start + batch_size], run_prefix=RUN_PREFIX, concurrency=threads, **_run_options())
             children.append({"fragments": len(items[start : start + batch_size]), "wall_s": time.perf_counter() - started, "requests": latency.requests - before})
-            child_peak = max(child_peak, RUNTIME_MB + (s3.mark or _hwm_mb()) - start_rss)
+            child_peak = max(child_peak, s3.own_peak(start_rss))
         s3 = UploadMark(_s3(latency, threads + 4))
         start_rss = _rss_mb()
         before, started = latency.requests, time.perf_counter()
         _reset_hwm()
         result = merge_shards(s3, prefix=RUN_PREFIX, test_fraction=0.2, concurrency=threads, **_run_options())
-        merge = {"wall_s": time.perf_counter() - started, "requests": latency.requests - before, "peak_mb": RUNTIME_MB + (s3.mark or _hwm_mb()) - start_rss}
+        merge = {"wall_s": time.perf_counter() - started, "requests": latency.requests - before, "peak_mb": s3.own_peak(start_rss)}
         accounted = _accounted(plain)
     return {"images": images, "children": children, "child_peak_mb": child_peak, "merge": merge, "lines": sum(result["images"].values()),
             "accounted": accounted, "problems": result["problems"], "runtime_mb": RUNTIME_MB}
@@ -232,7 +240,7 @@ def phase_merge(images: int, latency_s: float, batch_size: int, threads: int) ->
         started = time.perf_counter()
         result = merge_shards(s3, prefix=RUN_PREFIX, test_fraction=0.2, concurrency=threads, **_run_options())
         wall = time.perf_counter() - started
-        peak = RUNTIME_MB + (s3.mark or _hwm_mb()) - start_rss
+        peak = s3.own_peak(start_rss)
         accounted = _accounted(s3)
     return {"images": images, "wall_s": wall, "requests": latency.requests, "peak_mb": peak, "shards_built_s": built_s,
             "lines": sum(result["images"].values()), "accounted": accounted, "problems": result["problems"]}

@@ -47,7 +47,6 @@ import json
 import os
 import tempfile
 import zipfile
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -61,6 +60,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fashion_pipeline.aws.events import s3_notification
 from fashion_pipeline.aws.s3 import RequestLog, S3ImageStore, download
 from fashion_pipeline.convert import Converted, convert_annotation, error_rejection
+from fashion_pipeline.ordered import PER_THREAD, in_order
 from fashion_pipeline.records import AnnotationError, Rejection
 from fashion_pipeline.sources import InputError, open_source
 from fashion_pipeline.training import OptionsError, check_dataset_name
@@ -70,7 +70,6 @@ from fashion_pipeline.layout import (
 )
 from fashion_pipeline.layout import bounded as _bounded
 
-WINDOW_PER_THREAD = 4  # annotations in flight per probing thread
 MAX_PASSES = 3  # an object that changes under every pass is retried later through the queue
 # Errors of AWS itself (the SDK's, after its own retries): throttling, 5xx, network, denied
 # access. They say nothing about the object's content, so they fail the SQS record and the
@@ -591,26 +590,16 @@ def convert_object(
 
 
 def _convert_all(source: Iterable[Any], name: str, images: S3ImageStore, concurrency: int) -> Iterator[Converted]:
-    """Probe images concurrently, yielding results in input order.
-
-    A sliding window of pending work (a few per thread) keeps every thread busy without a
-    barrier between chunks, and bounds memory whatever the object's size.
-    """
-    window = max(1, concurrency) * WINDOW_PER_THREAD
-    pending: deque[Any] = deque()
+    """Probe images concurrently, yielding results in input order (see ordered.in_order)."""
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for item, created in source:
-            if isinstance(item, Rejection):
-                pending.append(Converted(None, [item]))
-            elif isinstance(item, AnnotationError):
-                pending.append(Converted(None, [error_rejection(item, name)]))
-            else:
-                pending.append(pool.submit(convert_annotation, item, images, created=created))
-            while len(pending) >= window:
-                yield _result(pending.popleft())
-        while pending:
-            yield _result(pending.popleft())
 
+        def jobs() -> Iterator[tuple[Any, int]]:
+            for item, created in source:
+                if isinstance(item, Rejection):
+                    yield Converted(None, [item]), 0
+                elif isinstance(item, AnnotationError):
+                    yield Converted(None, [error_rejection(item, name)]), 0
+                else:
+                    yield pool.submit(convert_annotation, item, images, created=created), 0
 
-def _result(job: Any) -> Converted:
-    return job if isinstance(job, Converted) else job.result()
+        yield from in_order(jobs(), window=max(1, concurrency) * PER_THREAD)

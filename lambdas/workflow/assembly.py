@@ -20,13 +20,13 @@ import hashlib
 import json
 import os
 import tempfile
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 from fashion_pipeline import layout
 from fashion_pipeline.labels import LabelCatalogue
 from fashion_pipeline.manifest import ManifestAssembler, ManifestLines, manifest_problems, write_report
+from fashion_pipeline.ordered import PER_THREAD, in_order
 from fashion_pipeline.shards import Shard, ShardWriter, fragment_batch, merge_into, report_rejections
 
 DEFAULT_CONCURRENCY = 32  # requests in flight per child
@@ -85,20 +85,14 @@ def write_shard(
 def _fetch_all(pool: ThreadPoolExecutor, s3: Any, bucket: str, keys: list[str], sizes: dict[str, int],
                concurrency: int) -> Iterator[tuple[str, bytes, str, bytes | None]]:
     """(fragment key, body, report key, report body or None) in key order, fetched ahead by a
-    window of a few requests per thread, and at most WINDOW_BYTES of fragments."""
-    window: deque[tuple[str, Future, Future]] = deque()
-    held = 0
-    for fragment_key in keys:
-        report_key = layout.report_key_of(fragment_key)
-        window.append((fragment_key, pool.submit(_get, s3, bucket, fragment_key), pool.submit(_get_if_present, s3, bucket, report_key)))
-        held += sizes.get(fragment_key, 0)
-        while len(window) > 4 * concurrency or (held > WINDOW_BYTES and len(window) > 1):
-            done_key, fragment, report = window.popleft()
-            held -= sizes.get(done_key, 0)
-            yield done_key, fragment.result(), layout.report_key_of(done_key), report.result()
-    while window:
-        done_key, fragment, report = window.popleft()
-        yield done_key, fragment.result(), layout.report_key_of(done_key), report.result()
+    few jobs per thread, holding at most WINDOW_BYTES of fragments (see ordered.in_order)."""
+    jobs = ((pool.submit(_fetch_pair, s3, bucket, key), sizes.get(key, 0)) for key in keys)
+    return in_order(jobs, window=max(1, concurrency) * PER_THREAD, max_weight=WINDOW_BYTES)
+
+
+def _fetch_pair(s3: Any, bucket: str, fragment_key: str) -> tuple[str, bytes, str, bytes | None]:
+    report_key = layout.report_key_of(fragment_key)
+    return fragment_key, _get(s3, bucket, fragment_key), report_key, _get_if_present(s3, bucket, report_key)
 
 
 def _get(s3: Any, bucket: str, key: str) -> bytes:
@@ -112,6 +106,11 @@ def _get_if_present(s3: Any, bucket: str, key: str) -> bytes | None:
         return _get(s3, bucket, key)
     except s3.exceptions.NoSuchKey:
         return None
+
+
+def _listed(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """Every object under ``prefix``, as ListObjectsV2 describes them."""
+    return [entry for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix) for entry in page.get("Contents", [])]
 
 
 def merge_shards(
@@ -134,9 +133,7 @@ def merge_shards(
     Rekognition trains, whose image caps the manifests are checked against (manifest_problems).
     """
     image_prefix = layout.image_prefix(dataset_bucket, dataset)
-    listed = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=artifacts_bucket, Prefix=layout.shards_prefix(prefix)):
-        listed += page.get("Contents", [])
+    listed = _listed(s3, artifacts_bucket, layout.shards_prefix(prefix))
     with tempfile.TemporaryDirectory(prefix="assemble-") as workdir:
         paths = [os.path.join(workdir, f"{index}.shard") for index in range(len(listed))]
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
@@ -171,9 +168,7 @@ def assemble_in_process(s3: Any, *, batch_size: int = 1000, concurrency: int = D
     """Both steps in this process, the batches one after the other: what the state machine does
     with its Distributed Map, for tests and for the benchmark's sequential baseline. ``run``
     holds ``merge_shards``'s keyword arguments."""
-    keys: list[dict[str, Any]] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=run["artifacts_bucket"], Prefix=layout.fragments_prefix(run["dataset"])):
-        keys += page.get("Contents", [])
+    keys = _listed(s3, run["artifacts_bucket"], layout.fragments_prefix(run["dataset"]))
     for start in range(0, len(keys), batch_size):
         write_shard(
             s3, items=keys[start : start + batch_size], dataset=run["dataset"], dataset_bucket=run["dataset_bucket"],
