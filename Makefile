@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	# An editable install is not byte-compiled; compile it as pip does a regular install, so
 	# the CLI does not recompile itself at every start where PYTHONDONTWRITEBYTECODE is set.
-	$(PY) -m compileall -q lambdas/fashion_pipeline
+	$(PY) -m compileall -q lambdas/fashion_pipeline tools/fashion_pipeline_tools
 	touch $@
 
 # Third-party wheels for the Lambda platform, fetched once; synthesis bundles from here offline.
@@ -33,7 +33,7 @@ test: $(VENV)/.installed $(WHEELHOUSE)/.done
 	$(PY) -m pytest -n 2
 
 demo: $(VENV)/.installed $(WHEELHOUSE)/.done
-	$(PY) -m fashion_pipeline.demo
+	$(PY) -m fashion_pipeline_tools.demo
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py

@@ -254,7 +254,8 @@ def _hwm_mb() -> float:
 
 
 def child(variant: str, coco: str, images: str, out: str) -> dict:
-    from fashion_pipeline import cli, sources
+    from fashion_pipeline import sources
+    from fashion_pipeline_tools import cli
 
     if variant == "whole":
         sources.CocoStream = WholeDocument  # open_source looks the reader up here

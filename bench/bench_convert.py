@@ -92,7 +92,7 @@ def compile_package() -> None:
 
 def commands(data, out: Path) -> dict[str, list[str]]:
     script = Path(sys.executable).parent / "fashion-pipeline"  # the installed console script
-    cli = [str(script)] if script.exists() else [sys.executable, "-m", "fashion_pipeline.cli"]
+    cli = [str(script)] if script.exists() else [sys.executable, "-m", "fashion_pipeline_tools.cli"]
     return {
         "floor": [sys.executable, str(HERE / "floor.py"), str(data.annotations), str(data.images)],
         "convert": cli + ["convert", str(data.annotations), "--images", str(data.images), "--image-uri", IMAGE_URI, "--out", str(out)],

@@ -30,7 +30,7 @@ from botocore.config import Config  # noqa: E402
 from moto import mock_aws  # noqa: E402
 
 from converter.ingest import convert_object  # noqa: E402
-from fashion_pipeline.sample import add_app_segments, generate  # noqa: E402
+from fashion_pipeline_tools.sample import add_app_segments, generate  # noqa: E402
 
 BUCKET, ARTIFACTS, DATASET = "bench-dataset", "bench-artifacts", "bench"
 KEY = f"annotations/{DATASET}/batch.zip"

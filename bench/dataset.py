@@ -1,7 +1,7 @@
 """A fast, deterministic DeepFashion2-format data set of N images, for benchmarks.
 
 Annotations are full DeepFashion2 files (every field of the format, via
-``fashion_pipeline.sample._garment``); images are byte copies from a small pool of real
+``fashion_pipeline_tools.sample._garment``); images are byte copies from a small pool of real
 pre-rendered JPEGs and PNGs (16 sizes between 320 and 800 px), so 100,000 images take
 seconds rather than the minutes rendering each one would. Every annotation's boxes fit the
 size of the image file written beside it. About 1 in 4 images is a PNG and 1 in 10 JPEGs
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fashion_pipeline.labels import CATEGORY_NAMES
-from fashion_pipeline.sample import _garment, add_app_segments, render
+from fashion_pipeline_tools.sample import _garment, add_app_segments, render
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "build" / "bench-data"

@@ -53,8 +53,8 @@ PIP_TARGET_ARGS: tuple[str, ...] = (
 
 # Bump to invalidate every cached asset when the bundling logic itself changes.
 _BUNDLER_VERSION = "1"
-# fashion_pipeline/local/ is the offline emulation (moto, Custom Labels emulator): never deployed.
-_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store", "local")
+# The laptop side (CLI, web UI, local mode) lives in tools/, outside lambdas/: nothing to exclude.
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
 _PLACEHOLDER_IMAGE = DockerImage.from_registry("scratch-not-used")
 
 

@@ -9,6 +9,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.pop("AWS_PROFILE", None)
 
 import sys
+
+import pytest
 from pathlib import Path
 
 # Lambda code is laid out as in the deployed bundle: each function package beside the core.
@@ -20,3 +22,11 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "FashionPipelineTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "tests")
 
 from tests.synthesis import synthesized  # noqa: E402,F401  (the session's one synthesis, as a fixture)
+
+
+@pytest.fixture(scope="session")
+def sample_set(tmp_path_factory):
+    """40 good images (every category, JPEG and PNG, far frame headers) plus one of each defect."""
+    from fashion_pipeline_tools.sample import generate
+
+    return generate(tmp_path_factory.mktemp("sample"), images=40, defects=True)

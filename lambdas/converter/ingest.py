@@ -57,8 +57,8 @@ from aws_lambda_powertools import Logger
 from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
-from fashion_pipeline.aws.events import s3_notification
-from fashion_pipeline.aws.s3 import RequestLog, S3ImageStore, download
+from fashion_pipeline.s3_events import s3_notification
+from converter.s3 import RequestLog, S3ImageStore, download
 from fashion_pipeline.convert import Converted, convert_annotation, error_rejection
 from fashion_pipeline.ordered import PER_THREAD, in_order
 from fashion_pipeline.records import AnnotationError, Rejection

@@ -85,7 +85,7 @@ class ManifestLines:
     Lines are written out piece by piece rather than by json.dumps of the nested structure,
     which was the costliest step of assembly. Strings are quoted by json's own function and
     every number is an int, so the bytes are those of json.dumps(structure, separators=(",",
-    ":"), ensure_ascii=False); tests/core/test_pipeline.py holds the two side by side.
+    ":"), ensure_ascii=False); tests/fashion_pipeline/test_pipeline.py holds the two side by side.
     """
 
     def __init__(

@@ -7,7 +7,7 @@ shape of the event:
   (``OptionsError`` fails the execution with the reason); returns ``{"dataset", "prefix"}``.
 * ``{"Items": [...], "BatchInput": {"dataset": NAME}}``: a child of the Distributed Map, a
   batch of the S3 ItemReader's items (``Key``, ``Size``, ``Etag``). Each object gets the
-  notification S3 would send (``fashion_pipeline.aws.events.s3_notification``) on the
+  notification S3 would send (``fashion_pipeline.s3_events.s3_notification``) on the
   converter's queue, 10 per SendMessageBatch; entries SQS reports Failed are sent again, a
   bounded number of times, then the child fails (and the Map with it). Returns ``{"sent": n}``.
 * ``{"total": {"dataset": NAME, "batches": [{"sent": n}, ...]}}``: the children's counts
@@ -29,7 +29,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from fashion_pipeline.aws.events import s3_notification
+from fashion_pipeline.s3_events import s3_notification
 from fashion_pipeline.layout import ANNOTATIONS_PREFIX
 from fashion_pipeline.training import check_dataset_name
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fashion_pipeline.local.lambda_runtime import LambdaContext as LocalContext
+from fashion_pipeline_tools.local.lambda_runtime import LambdaContext as LocalContext
 from botocore.exceptions import ClientError
 from PIL import Image
 

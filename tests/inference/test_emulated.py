@@ -14,7 +14,7 @@ from moto import mock_aws
 from PIL import Image
 
 from fashion_pipeline.labels import LabelCatalogue
-from fashion_pipeline.local.custom_labels_emulator import install as install_emulator
+from fashion_pipeline_tools.local.custom_labels_emulator import install as install_emulator
 from fashion_pipeline.manifest import manifest_line
 from fashion_pipeline.records import Box, Record
 from inference import autostop

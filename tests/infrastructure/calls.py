@@ -8,7 +8,7 @@ the IAM action(s) the operation needs; :class:`Role` then says whether a synthes
 Which code a handler can run (attribution)
 ------------------------------------------
 Analysed modules are those of the function's own package (``lambdas/<package>/``) and of
-``fashion_pipeline`` that are imported from it, i.e. what the code asset ships (``fashion_pipeline.local``
+``fashion_pipeline`` that are imported from it, i.e. what the code asset ships (``fashion_pipeline_tools.local``
 is left out of every asset by infrastructure/bundling.py, so it is not analysed either). A *unit* is a
 top-level function, a method, a class body or a module's top-level statements; a nested function or
 lambda belongs to the unit it is written in. Starting from the handler function and its module's
@@ -87,13 +87,13 @@ import botocore.session
 from botocore import xform_name
 from botocore.exceptions import DataNotFoundError, UnknownServiceError
 
-from fashion_pipeline.local.service_model import ModelError, Unknown, operation_model, validate_request
-from fashion_pipeline.local.template import Template
+from fashion_pipeline_tools.local.service_model import ModelError, Unknown, operation_model, validate_request
+from fashion_pipeline_tools.local.template import Template
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDAS = ROOT / "lambdas"
 SHARED_PACKAGES = ("fashion_pipeline",)
-NOT_DEPLOYED = ("fashion_pipeline.local",)  # excluded from every code asset (infrastructure/bundling.py _IGNORED)
+NOT_DEPLOYED = ("fashion_pipeline_tools.local",)  # excluded from every code asset (infrastructure/bundling.py _IGNORED)
 
 # -- IAM actions ----------------------------------------------------------------------------------
 # Operations whose IAM action is not "<prefix>:<Operation>". Sources: the Service Authorization Reference,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from fashion_pipeline.local.service_model import (
+from fashion_pipeline_tools.local.service_model import (
     modelled_errors,
     service_errors,
     step_functions_error_name,

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fashion_pipeline.local.service_model import ModelError, output_member
-from fashion_pipeline.local.template import Template as Resolver
+from fashion_pipeline_tools.local.service_model import ModelError, output_member
+from fashion_pipeline_tools.local.template import Template as Resolver
 
 Path = tuple[Any, ...]
 SDK = re.compile(r"^arn:aws:states:::aws-sdk:(?P<service>[a-z0-9]+):(?P<action>\w+)$")

@@ -20,9 +20,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from fashion_pipeline.local.environment import emulate
-from fashion_pipeline.local.server import sqs_record
-from fashion_pipeline.sample import generate
+from fashion_pipeline_tools.local.environment import emulate
+from fashion_pipeline_tools.local.server import sqs_record
+from fashion_pipeline_tools.sample import generate
 
 MODEL_PARAMETER = "/fashion-pipeline/model"  # cdk.json's modelParameterName
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}

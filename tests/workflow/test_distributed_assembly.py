@@ -13,7 +13,7 @@ from moto import mock_aws
 from fashion_pipeline.labels import CATEGORY_NAMES, LabelCatalogue
 from fashion_pipeline.manifest import ManifestAssembler, manifest_problems, write_report
 from fashion_pipeline.records import Box, Record, Rejection
-from fashion_pipeline.local.server import sqs_record
+from fashion_pipeline_tools.local.server import sqs_record
 from workflow.assembly import assemble_in_process, merge_shards, write_shard
 
 RUN = dict(dataset="demo", dataset_bucket="data", artifacts_bucket="artifacts", catalogue=LabelCatalogue(), test_fraction=0.2, seed=3, job_name="job")

@@ -11,7 +11,7 @@ from urllib.parse import unquote_plus
 
 import pytest
 
-from fashion_pipeline import cli
+from fashion_pipeline_tools import cli
 
 OBJECTS = 1200
 BATCH = 500  # infrastructure/reprocess.py's BATCH_SIZE
@@ -52,7 +52,7 @@ def queued(sqs, queue_url: str) -> list[dict]:
 
 def reprocess(harness, monkeypatch, dataset: str) -> int:
     machine = harness.pipeline.state_machine("Reprocess")
-    monkeypatch.setattr("fashion_pipeline.aws.stack.stack_outputs", lambda session, name: {"ReprocessStateMachineArn": machine})
+    monkeypatch.setattr("fashion_pipeline_tools.aws.stack.stack_outputs", lambda session, name: {"ReprocessStateMachineArn": machine})
     args = argparse.Namespace(dataset=dataset, stack="FashionPipeline", region=None, interval=0.05)
     return cli.reprocess(args, session=harness.session)
 

@@ -137,10 +137,10 @@ def test_a_training_request_upload_starts_a_run_with_its_options(harness, sample
 
 def test_cli_train_waits_and_reports(harness, sample, monkeypatch, capsys):
     """`fashion-pipeline train --wait` against the emulated stack (its outputs from CloudFormation)."""
-    from fashion_pipeline import cli
+    from fashion_pipeline_tools import cli
 
     harness.upload_and_convert(sample)
-    monkeypatch.setattr("fashion_pipeline.aws.stack.stack_outputs", lambda session, name: {"StateMachineArn": harness.machine})
+    monkeypatch.setattr("fashion_pipeline_tools.aws.stack.stack_outputs", lambda session, name: {"StateMachineArn": harness.machine})
     operator = harness.pipeline.operator  # the CLI signs with the user's own credentials
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", operator.access_key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", operator.secret_access_key)
@@ -153,7 +153,7 @@ def test_cli_train_waits_and_reports(harness, sample, monkeypatch, capsys):
 
 
 def test_cli_train_refuses_bad_options_before_starting(capsys):
-    from fashion_pipeline import cli
+    from fashion_pipeline_tools import cli
 
     assert cli.main(["train", "--dataset", "demo", "--min-f1", "3"]) == 2
     assert "min_f1" in capsys.readouterr().err

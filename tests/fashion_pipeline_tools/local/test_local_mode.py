@@ -1,0 +1,303 @@
+"""Local mode end to end, as a user runs it: `fashion-pipeline local up` in its own process,
+then uploads, conversion, training, deployment and detections through its endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+
+from fashion_pipeline.labels import CATEGORY_NAMES, DEFAULT_MAPPING
+from fashion_pipeline_tools.sample import generate
+from tests.fashion_pipeline_tools.web.browser import launch, missing
+
+ROOT = Path(__file__).resolve().parents[3]
+# The template's 1,820 s visibility timeout, scaled to local mode's 1 s floor, so that a failing
+# message comes back (and reaches the dead-letter queue) within seconds.
+VISIBILITY_SCALE = "0.0001"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Output:
+    """The lines a process writes to one of its pipes, read as they come (so the pipe never
+    fills up and blocks the process)."""
+
+    def __init__(self, stream) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream) -> None:
+        for line in stream:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [line for line in self.lines if text in line]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no line with {text!r} within {timeout} s; got: {self.lines[-20:]}")
+
+
+@pytest.fixture(scope="module")
+def local_process(synthesized, tmp_path_factory):
+    template = tmp_path_factory.mktemp("local") / "template.json"
+    template.write_text(json.dumps(synthesized.template_dict))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["FASHION_PIPELINE_LOCAL_VISIBILITY_SCALE"] = VISIBILITY_SCALE
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fashion_pipeline_tools.cli", "local", "up", "--port", str(free_port()),
+         "--api-port", str(free_port()), "--template", str(template)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    ready, _, _ = select.select([process.stdout], [], [], 90)
+    assert ready, "local mode did not start within 90 s"
+    info = json.loads(process.stdout.readline())
+    stdout, stderr = Output(process.stdout), Output(process.stderr)
+    yield info, stdout, stderr
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def local(local_process):
+    return local_process[0]
+
+
+@pytest.fixture(scope="module")
+def aws(local):
+    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    return lambda name: session.client(name, endpoint_url=local["aws_endpoint_url"])
+
+
+@pytest.fixture(scope="module")
+def trained(local, aws, tmp_path_factory):
+    """The sample uploaded the way a user would, converted, trained and deployed."""
+    sample = generate(tmp_path_factory.mktemp("upload"), images=30, seed=5)
+    # One box reaching past the image's right edge, to check clipping end to end.
+    first = json.loads((sample.annotations / "000001.json").read_text())
+    first["item1"]["bounding_box"][2] = 10_000
+    (sample.annotations / "000001.json").write_text(json.dumps(first))
+    s3 = aws("s3")
+    for image in sample.images.iterdir():
+        s3.upload_file(str(image), local["dataset_bucket"], f"images/demo/{image.name}")
+    for name in sample.files:
+        s3.upload_file(str(sample.annotations / name), local["dataset_bucket"], f"annotations/demo/{name}")
+    deadline = time.monotonic() + 60
+    while s3.list_objects_v2(Bucket=local["artifacts_bucket"], Prefix="reports/demo/").get("KeyCount", 0) < len(sample.files):
+        assert time.monotonic() < deadline, "conversion did not finish"
+        time.sleep(0.3)
+    env = {"AWS_ENDPOINT_URL": local["aws_endpoint_url"], "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    result = subprocess.run([sys.executable, "-m", "fashion_pipeline_tools.cli", "train", "--dataset", "demo", "--wait", "--interval", "0.5"],
+                            cwd=ROOT, env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **env},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = s3.list_objects_v2(Bucket=local["artifacts_bucket"], Prefix="runs/demo/")["Contents"]
+    manifest = max(o["Key"] for o in runs if o["Key"].endswith("train.manifest"))
+    lines = [json.loads(x) for x in s3.get_object(Bucket=local["artifacts_bucket"], Key=manifest)["Body"].read().splitlines()]
+    return sample, {line["source-ref"].rsplit("/", 1)[1] for line in lines}
+
+
+def detect(local, path: Path, accept="application/json"):
+    kind = "image/png" if path.suffix == ".png" else "image/jpeg"
+    request = urllib.request.Request(local["api_url"].rstrip("/") + "/detections", data=path.read_bytes(), method="POST",
+                                     headers={"Content-Type": kind, "Accept": accept})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.status, response.read()
+
+
+def expected_boxes(sample, image: Path):
+    """The annotation, clipped to the image and with the default label consolidation."""
+    from PIL import Image
+
+    width, height = Image.open(image).size
+    truth = json.loads((sample.annotations / (image.stem + ".json")).read_text())
+    boxes = []
+    for key in (k for k in truth if k.startswith("item")):
+        x1, y1, x2, y2 = truth[key]["bounding_box"]
+        name = CATEGORY_NAMES[truth[key]["category_id"]]
+        boxes.append((DEFAULT_MAPPING.get(name, name), max(0, x1), max(0, y1), min(width, x2), min(height, y2)))
+    return sorted(boxes)
+
+
+def test_resources_match_the_template(local, aws, synthesized):
+    template = synthesized.template_dict["Resources"]
+    buckets = set(b["Name"] for b in aws("s3").list_buckets()["Buckets"])
+    assert len([r for r in template.values() if r["Type"] == "AWS::S3::Bucket"]) == len(buckets)
+    assert {local["dataset_bucket"], local["artifacts_bucket"]} <= buckets
+    functions = aws("lambda").list_functions()["Functions"]
+    assert sorted(f["Handler"] for f in functions) == sorted(
+        r["Properties"]["Handler"] for r in template.values() if r["Type"] == "AWS::Lambda::Function" and "Handler" in r["Properties"])
+    machines = {m["stateMachineArn"] for m in aws("stepfunctions").list_state_machines()["stateMachines"]}
+    assert len(machines) == len([r for r in template.values() if r["Type"] == "AWS::StepFunctions::StateMachine"])
+    assert local["state_machine_arn"] in machines
+    queues = aws("sqs").list_queues()["QueueUrls"]
+    assert len([r for r in template.values() if r["Type"] == "AWS::SQS::Queue"]) == len(queues) - 1  # + the local request relay
+    tables = aws("dynamodb").list_tables()["TableNames"]
+    assert len(tables) == len([r for r in template.values() if r["Type"] == "AWS::DynamoDB::GlobalTable"])
+    roles = {r["RoleName"] for r in aws("iam").list_roles()["Roles"]}
+    assert len(roles) == len([r for r in template.values() if r["Type"] == "AWS::IAM::Role"])
+    # The model pointer is not a stack resource: nothing is deployed until a run publishes it.
+    with pytest.raises(aws("ssm").exceptions.ParameterNotFound):
+        aws("ssm").get_parameter(Name="/fashion-pipeline/model")
+
+
+def test_full_round_trip_from_annotation_pixels_to_api_pixels(local, trained):
+    sample, in_training = trained
+    checked = 0
+    for image in sorted(sample.images.iterdir()):
+        status, body = detect(local, image)
+        answer = json.loads(body)
+        assert status == 200 and answer["model"]["emulated"] is True
+        found = sorted((g["label"], g["pixels"]["left"], g["pixels"]["top"], g["pixels"]["left"] + g["pixels"]["width"],
+                        g["pixels"]["top"] + g["pixels"]["height"]) for g in answer["garments"])
+        if image.name in in_training:
+            expected = expected_boxes(sample, image)
+            assert [f[0] for f in found] == [e[0] for e in expected], image.name
+            for got, want in zip(found, expected):
+                assert all(abs(a - b) <= 1 for a, b in zip(got[1:], want[1:])), (image.name, got, want)
+            checked += 1
+        else:
+            assert found == [], "a memorising model knows only its training images"
+    assert checked >= 15
+
+
+def test_rendered_answer_and_model_status(local, trained):
+    sample, in_training = trained
+    image = sample.images / sorted(in_training)[0]
+    status, png = detect(local, image, accept="image/png")
+    assert status == 200 and png.startswith(b"\x89PNG")
+    with urllib.request.urlopen(local["api_url"].rstrip("/") + "/model", timeout=10) as response:
+        model = json.loads(response.read())
+    assert model["status"] == "RUNNING"
+
+
+def test_the_page_from_local_mode_in_a_real_browser(local, trained, tmp_path):
+    reason = missing()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    sample, in_training = trained
+    image = sample.images / sorted(in_training)[1]
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(local["api_url"])
+        page.set_input_files("#file", str(image))
+        page.wait_for_selector("body[data-state=done], body[data-state=error]", timeout=20_000)
+        assert page.locator("body").get_attribute("data-state") == "done"
+        drawn = page.evaluate("window.lastDrawn")
+        expected = expected_boxes(sample, image)
+        got = sorted((d["label"], d["left"], d["top"], d["left"] + d["width"], d["top"] + d["height"]) for d in drawn)
+        assert [g[0] for g in got] == [e[0] for e in expected]
+        assert all(abs(a - b) <= 1 for g, e in zip(got, expected) for a, b in zip(g[1:], e[1:]))
+        assert page.locator("#garments li").count() == len(expected)
+        browser.close()
+
+
+def test_local_mode_runs_the_templates_schedules(synthesized):
+    """The idle auto-stop runs in local mode on the template's own schedule, as its own role."""
+    from fashion_pipeline_tools.local.server import _schedules
+    from fashion_pipeline_tools.local.template import Template
+
+    resolver = Template(synthesized.template_dict)
+    [(function, seconds)] = _schedules(resolver)
+    [autostop] = [lid for lid, r in synthesized.resources("AWS::Lambda::Function").items() if r["Properties"].get("Handler") == "inference.autostop.handler"]
+    assert (function, seconds) == (resolver.name(autostop), 300)
+
+
+def stack_outputs(aws):
+    [stack] = aws("cloudformation").describe_stacks(StackName="FashionPipeline")["Stacks"]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+
+def test_queues_have_the_templates_attributes(aws, synthesized):
+    """Dead-letter queue, maxReceiveCount, visibility timeout and retention, as synthesized."""
+    outputs, sqs = stack_outputs(aws), aws("sqs")
+    queue = sqs.get_queue_attributes(QueueUrl=outputs["AnnotationQueueUrl"], AttributeNames=["All"])["Attributes"]
+    dead_letters = sqs.get_queue_attributes(QueueUrl=outputs["DeadLetterQueueUrl"], AttributeNames=["All"])["Attributes"]
+    [declared] = [r["Properties"] for r in synthesized.resources("AWS::SQS::Queue").values() if "RedrivePolicy" in r["Properties"]]
+    [declared_dlq] = [r["Properties"] for r in synthesized.resources("AWS::SQS::Queue").values() if "RedrivePolicy" not in r["Properties"]]
+    assert queue["VisibilityTimeout"] == str(declared["VisibilityTimeout"])
+    assert json.loads(queue["RedrivePolicy"]) == {"deadLetterTargetArn": dead_letters["QueueArn"],
+                                                   "maxReceiveCount": declared["RedrivePolicy"]["maxReceiveCount"]}
+    assert dead_letters["MessageRetentionPeriod"] == str(declared_dlq["MessageRetentionPeriod"])
+    assert queue["SqsManagedSseEnabled"] == dead_letters["SqsManagedSseEnabled"] == "true"
+
+
+def wait_for_keys(s3, bucket, keys, present=True, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
+        missing = set(keys) - listed if present else set(keys) & listed
+        if not missing:
+            return
+        assert time.monotonic() < deadline, f"{'missing' if present else 'still there'}: {sorted(missing)}"
+        time.sleep(0.3)
+
+
+def test_every_annotation_object_ends_in_a_fragment_or_a_report_and_deletions_remove_them(local, aws, tmp_path):
+    sample = generate(tmp_path, images=1, seed=3)
+    [name] = sample.files
+    body = (sample.annotations / name).read_bytes()
+    s3, bucket, artifacts = aws("s3"), local["dataset_bucket"], local["artifacts_bucket"]
+    for image in sample.images.iterdir():
+        s3.upload_file(str(image), bucket, f"images/intake/{image.name}")
+    uploads = {f"annotations/intake/{name}": body, "annotations/intake/empty.zip": b"", "annotations/intake/not-a.zip": b"not a zip",
+               f"annotations/{name}": body, f"annotations/My Data/{name}": body}
+    for key, data in uploads.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=data)
+    converted = [f"fragments/intake/{name}.jsonl", f"reports/intake/{name}.json"]
+    unassigned = [f"unassigned/annotations/{name}.json", f"unassigned/annotations/My Data/{name}.json"]
+    wait_for_keys(s3, artifacts, [*converted, *unassigned, "reports/intake/empty.zip.json", "reports/intake/not-a.zip.json"])
+
+    def reasons(key):
+        return [r["reason"] for r in json.loads(s3.get_object(Bucket=artifacts, Key=key)["Body"].read())["rejected"]]
+
+    assert reasons("reports/intake/empty.zip.json") == reasons("reports/intake/not-a.zip.json") == ["invalid_archive"]
+    assert [reasons(key) for key in unassigned] == [["no_dataset"], ["invalid_dataset_name"]]
+    assert json.loads(s3.get_object(Bucket=artifacts, Key=converted[1])["Body"].read())["records"] == 1
+
+    # `aws s3 rm`: the versioned bucket adds delete markers, S3 notifies ObjectRemoved:DeleteMarkerCreated.
+    for key in (f"annotations/intake/{name}", f"annotations/{name}"):
+        s3.delete_object(Bucket=bucket, Key=key)
+    wait_for_keys(s3, artifacts, [*converted, unassigned[0]], present=False)
+    wait_for_keys(s3, artifacts, [unassigned[1]])
+
+
+def test_a_poison_message_lands_in_the_dead_letter_queue_and_local_mode_says_so(local_process, aws):
+    """A notification the converter fails every time (the object is in a bucket its role may not
+    read) is delivered maxReceiveCount times, then moved to the DLQ, and stderr names it."""
+    from fashion_pipeline.s3_events import s3_notification
+
+    _, _, stderr = local_process
+    outputs, sqs = stack_outputs(aws), aws("sqs")
+    body = json.dumps(s3_notification("someone-elses-bucket", "annotations/demo/poison.json"))
+    sqs.send_message(QueueUrl=outputs["AnnotationQueueUrl"], MessageBody=body)
+    line = stderr.wait_for("s3://someone-elses-bucket/annotations/demo/poison.json", timeout=40)
+    assert "moved to the dead-letter queue" in line and "after 5 receives (maxReceiveCount 5)" in line
+    assert "HeadObject" in line and "403" in line  # the converter's last error: access denied
+    [message] = sqs.receive_message(QueueUrl=outputs["DeadLetterQueueUrl"], MaxNumberOfMessages=10)["Messages"]
+    assert message["Body"] == body
+    left = sqs.get_queue_attributes(QueueUrl=outputs["AnnotationQueueUrl"], AttributeNames=["ApproximateNumberOfMessages",
+                                                                                            "ApproximateNumberOfMessagesNotVisible"])
+    assert set(left["Attributes"].values()) == {"0"}
