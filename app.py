@@ -18,11 +18,12 @@ if str(ROOT / "lambdas") not in sys.path:
 
 import aws_cdk as cdk  # noqa: E402
 
+from fashion_pipeline.layout import STACK_NAME  # noqa: E402
 from infrastructure.config import CONTEXT_KEY, PipelineConfig  # noqa: E402
 from infrastructure.nag import add_security_checks  # noqa: E402
 from infrastructure.stack import FashionPipelineStack  # noqa: E402
 
-STACK_ID = "FashionPipeline"
+STACK_ID = STACK_NAME
 
 
 def cdk_json_context() -> dict[str, Any]:

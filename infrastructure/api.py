@@ -23,7 +23,8 @@ from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge
-from infrastructure.training import PROJECT_PREFIX, project_arns
+from fashion_pipeline.layout import PROJECT_PREFIX
+from infrastructure.training import project_arns
 
 # API Gateway hands these request bodies to Lambda base64-encoded, and turns a base64
 # Lambda answer back into bytes when the client accepts one of them.

@@ -24,7 +24,8 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from fashion_pipeline.training import MAX_RUN_SECONDS, PROJECT_PREFIX
+from fashion_pipeline.layout import PROJECT_PREFIX
+from fashion_pipeline.training import MAX_RUN_SECONDS
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge, acknowledge_distributed_map

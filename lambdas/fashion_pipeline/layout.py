@@ -14,6 +14,9 @@ Artifacts bucket (what the pipeline derives):
     unassigned/<annotation key>.json   the report of an object under no valid dataset folder
 
 The constructs grant on these prefixes (infrastructure/storage.py imports them from here).
+
+Resource names live here too: the stack's, which the CLI and local mode look outputs up by, and
+the Custom Labels projects', which the IAM grants and the auto-stop match by prefix.
 """
 
 from __future__ import annotations
@@ -29,6 +32,17 @@ REPORTS_PREFIX = "reports/"
 # A top-level prefix: any name under reports/ could be a valid dataset's.
 UNASSIGNED_PREFIX = "unassigned/"
 RUNS_PREFIX = "runs/"
+
+# The CloudFormation stack app.py deploys; `--stack` overrides it for a second deployment.
+STACK_NAME = "FashionPipeline"
+# Each dataset trains in the Custom Labels project "fashion-pipeline-<dataset>"; the pipeline's
+# IAM grants (infrastructure/training.py, infrastructure/api.py) and its auto-stop cover exactly
+# the projects with this prefix, so a run named any other way would be denied.
+PROJECT_PREFIX = "fashion-pipeline-"
+
+
+def project_name(dataset: str) -> str:
+    return f"{PROJECT_PREFIX}{dataset}"
 SHARDS_FOLDER = "shards/"  # under a run's prefix
 FRAGMENT_SUFFIX, REPORT_SUFFIX = ".jsonl", ".json"
 # "The object key name is a sequence of Unicode characters with UTF-8 encoding of up to 1,024

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
-from .training import PROJECT_PREFIX
+from .layout import PROJECT_PREFIX
 
 RUNNING = "RUNNING"
 STARTING = "STARTING"

@@ -9,13 +9,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .layout import RUNS_PREFIX
+from .layout import RUNS_PREFIX, project_name
 from .labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-# Each dataset trains in the Custom Labels project "fashion-pipeline-<dataset>"; the pipeline's
-# IAM grants (infrastructure/training.py) and its auto-stop cover exactly these projects.
-PROJECT_PREFIX = "fashion-pipeline-"
 
 # An execution holds at most 25,000 history events; one more fails it with an error no Catch
 # sees, skipping the failure path (Step Functions quotas: "Maximum execution history size",
@@ -173,7 +170,7 @@ def run_names(dataset: str, now: dt.datetime, execution_name: str) -> dict[str, 
     run_id = f"{stamp}-{suffix}"
     return {
         "run_id": run_id,
-        "project_name": f"{PROJECT_PREFIX}{dataset}",
+        "project_name": project_name(dataset),
         "version_name": f"{dataset}-{run_id}"[:255],
         "prefix": f"{RUNS_PREFIX}{dataset}/{run_id}/",
     }

@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 from typing import Any, Sequence, TextIO
 
-from .api_commands import CommandError, register as register_api_commands
-from .aws.stack import StackNotFound
 from fashion_pipeline.labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappingError
 from fashion_pipeline.manifest import ManifestAssembler, manifest_problems, write_report
 from fashion_pipeline.pipeline import convert_into
 from fashion_pipeline.sources import InputError, LocalImages, load_labels, open_source
+
+from .api_commands import CommandError, register as register_api_commands
+from .aws.stack import DEFAULT_STACK, StackNotFound
 
 
 class Progress:
@@ -274,7 +275,7 @@ def _add_debug_everywhere(parser: argparse.ArgumentParser) -> None:
 
 
 def _stack_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stack", default="FashionPipeline", help="the deployed stack whose outputs name the resources")
+    parser.add_argument("--stack", default=DEFAULT_STACK, help="the deployed stack whose outputs name the resources")
     parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_STACK = "FashionPipeline"
+from fashion_pipeline.layout import STACK_NAME
+
+DEFAULT_STACK = STACK_NAME
 
 
 class StackNotFound(Exception):

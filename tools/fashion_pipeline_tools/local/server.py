@@ -42,12 +42,13 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote_plus
 
+from fashion_pipeline.layout import STACK_NAME
+
 from . import authorization, identities
 from .environment import EmulatedPipeline, emulate
 from .template import ACCOUNT, Template
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-STACK_NAME = "FashionPipeline"
 # Emulated training takes seconds; the bounds keep every loop within the history budget.
 LOCAL_TRAINING = {"poll_seconds": 1, "start_poll_seconds": 1, "training_timeout_hours": 0.1, "wait_timeout_minutes": 2}
 REQUESTS_QUEUE = "local-training-requests"

@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from fashion_pipeline.layout import STACK_NAME
+
 ACCOUNT = "123456789012"
 
 # (resource type) -> (name property, how Ref resolves, {attribute: how it resolves})
@@ -40,7 +42,7 @@ def load(path: str | Path) -> dict[str, Any]:
 
 class Template:
     def __init__(self, template: dict[str, Any], *, region: str = "us-east-1", account: str = ACCOUNT,
-                 stack_name: str = "FashionPipeline", endpoint: str = "https://sqs.us-east-1.amazonaws.com") -> None:
+                 stack_name: str = STACK_NAME, endpoint: str = "https://sqs.us-east-1.amazonaws.com") -> None:
         self.template = template
         self.region = region
         self.account = account
