@@ -1,5 +1,10 @@
 #!/usr/bin/env python3
-"""CDK entry point: `cdk deploy` (via cdk.json) or `python app.py` to synthesize into cdk.out/."""
+"""CDK entry point: `cdk deploy` (via cdk.json) or `python app.py` to synthesize into cdk.out/.
+
+One app, one stack (``FashionPipeline``, wired in ``infrastructure/stack.py``: storage, the shared
+dependency layer, ingestion, notifications, training and reprocess workflows, inference API),
+with the cdk-nag AwsSolutions checks applied to the whole app.
+"""
 
 from __future__ import annotations
 

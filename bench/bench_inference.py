@@ -89,7 +89,7 @@ t0 = time.perf_counter()
 import inference.handler as h
 t1 = time.perf_counter()
 pil_after_import = "PIL" in sys.modules
-from inference.model import Settings
+from inference.settings import Settings
 class Rek:
     def detect_custom_labels(self, **p):
         return {"CustomLabels": [{"Name": "vest", "Confidence": 90.0, "Geometry": {"BoundingBox": {"Left": 0.1, "Top": 0.1, "Width": 0.5, "Height": 0.5}}}]}
@@ -101,7 +101,8 @@ class Ddb:
         return {}
 class Context:
     function_name = "inference"; memory_limit_in_mb = 1024; invoked_function_arn = "arn:f"; aws_request_id = "cold"
-h.reset(settings=Settings.from_env(), clients={"rekognition": Rek(), "ssm": Ssm(), "dynamodb": Ddb()})
+import inference.runtime
+inference.runtime.reset(settings=Settings.from_env(), clients={"rekognition": Rek(), "ssm": Ssm(), "dynamodb": Ddb()})
 png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000800000008008020000004c5cf69c")
 import base64, io, contextlib
 event = {"resource": "/detections", "path": "/detections", "httpMethod": "POST", "headers": {"Content-Type": "image/png"},
@@ -361,12 +362,13 @@ def warm_overhead(requests: int, render_requests: int, log: Any) -> dict[str, An
 
     from fashion_pipeline.images import probe_bytes
     from inference import handler
-    from inference.model import Settings
+    from inference import runtime as inference_runtime
+    from inference.settings import Settings
 
     ssm = _SSM()
     # The pointer stays cached for the whole run (the rendered loops outlast the default 60 s).
     settings = dataclasses.replace(Settings.from_env(), pointer_ttl_seconds=24 * 3600)
-    handler.reset(settings=settings, clients={"rekognition": _Rekognition(), "ssm": ssm, "dynamodb": _DynamoDB()})
+    inference_runtime.reset(settings=settings, clients={"rekognition": _Rekognition(), "ssm": ssm, "dynamodb": _DynamoDB()})
     sink = open(os.devnull, "w")  # noqa: SIM115 - the log lines cost what they cost, unseen
     handler.logger.registered_handler.setStream(sink)
 

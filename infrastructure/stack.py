@@ -1,6 +1,12 @@
-"""The deployable unit: storage, ingestion, notifications, the training workflow and the
-inference API, wired together, with every cross-construct grant made here so that each
-permission between units is visible in one place.
+"""The deployable unit, ``FashionPipeline``: the constructs of ``infrastructure/`` wired together.
+
+In order: ``Storage`` (dataset and artifacts buckets), one shared layer of third-party wheels
+(``dependencies_layer``), ``Ingestion`` (queue, dead-letter queue and converter),
+``NotificationTopic`` (alarms and run outcomes), ``TrainingWorkflow`` (its state machine, its
+functions and the model pointer), ``ReprocessWorkflow`` (re-enqueues a dataset's annotations on
+the converter's queue) and ``InferenceApi`` (API Gateway, inference function, idle auto-stop).
+Every cross-construct grant is made here, so that each permission between units is visible in
+one place; the stack's outputs name what the CLI and local mode look up.
 """
 
 from __future__ import annotations

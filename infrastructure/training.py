@@ -10,6 +10,7 @@ the stack only grants access to its name.
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 
 from aws_cdk import Aws, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -62,7 +63,37 @@ class TrainingWorkflow(Construct):
             removal_policy=removal,
         )
         self.model_parameter = ssm.StringParameter.from_string_parameter_name(self, "CurrentModel", config.model_parameter_name)
+        functions = self._functions(config, dataset_bucket, artifacts_bucket, dependencies)
+        flow = TrainingFlow(
+            self,
+            functions=functions,
+            assembly=FlowAssembly(artifacts_bucket=artifacts_bucket, batch_size=config.assembly_batch_size,
+                                  max_concurrency=config.assembly_max_concurrency),
+            grants=FlowGrants(
+                project_arns=project_arns(),
+                model_parameter_name=config.model_parameter_name,
+                model_parameter_arn=self.model_parameter.parameter_arn,
+                training_data_reads=_training_data_reads(dataset_bucket, artifacts_bucket),
+                training_output_writes=_training_output_writes(artifacts_bucket),
+            ),
+            topic=topic,
+        )
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention(config.log_retention_days), removal_policy=removal)
+        self.state_machine = sfn.StateMachine(
+            self, "StateMachine",
+            definition_body=sfn.DefinitionBody.from_chainable(flow.definition()),
+            # A backstop only: every wait of a run ends sooner, by its poll count (see TrainingOptions.limits).
+            timeout=Duration.hours(math.ceil(MAX_RUN_SECONDS / 3600) + 1),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            comment="fashion-pipeline: assemble manifests, train, evaluate and deploy a Custom Labels model",
+        )
+        self._acknowledge_machine_role(dataset_bucket, artifacts_bucket, functions)
+        self._request_rule(dataset_bucket)
 
+    def _functions(self, config: PipelineConfig, dataset_bucket: s3.IBucket, artifacts_bucket: s3.IBucket,
+                   dependencies: lambda_.ILayerVersion) -> FlowFunctions:
+        """The workflow's Lambda functions, with what each needs beyond its invocation."""
         environment = {
             "DATASET_BUCKET": dataset_bucket.bucket_name,
             "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
@@ -96,36 +127,10 @@ class TrainingWorkflow(Construct):
         self.retire_function.add_to_role_policy(iam.PolicyStatement(
             actions=["rekognition:DescribeProjectVersions", "rekognition:StopProjectVersion"], resources=project_arns()))
         acknowledge(self.retire_function.role, _PROJECTS_FINDING, _PROJECTS_REASON)
+        return FlowFunctions(self.prepare_function, self.shard_function, self.assemble_function, self.evaluate_function,
+                             self.retire_function, self.finish_function)
 
-        flow = TrainingFlow(
-            self,
-            functions=FlowFunctions(self.prepare_function, self.shard_function, self.assemble_function, self.evaluate_function,
-                                    self.retire_function, self.finish_function),
-            assembly=FlowAssembly(artifacts_bucket=artifacts_bucket, batch_size=config.assembly_batch_size,
-                                  max_concurrency=config.assembly_max_concurrency),
-            grants=FlowGrants(
-                project_arns=project_arns(),
-                model_parameter_name=config.model_parameter_name,
-                model_parameter_arn=self.model_parameter.parameter_arn,
-                training_data_reads=_training_data_reads(dataset_bucket, artifacts_bucket),
-                training_output_writes=_training_output_writes(artifacts_bucket),
-            ),
-            topic=topic,
-        )
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention(config.log_retention_days), removal_policy=removal)
-        self.state_machine = sfn.StateMachine(
-            self, "StateMachine",
-            definition_body=sfn.DefinitionBody.from_chainable(flow.definition()),
-            # A backstop only: every wait of a run ends sooner, by its poll count (see TrainingOptions.limits).
-            timeout=Duration.hours(math.ceil(MAX_RUN_SECONDS / 3600) + 1),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            comment="fashion-pipeline: assemble manifests, train, evaluate and deploy a Custom Labels model",
-        )
-        self._acknowledge_machine_role(dataset_bucket, artifacts_bucket)
-        self._request_rule(dataset_bucket)
-
-    def _acknowledge_machine_role(self, dataset_bucket: s3.IBucket, artifacts_bucket: s3.IBucket) -> None:
+    def _acknowledge_machine_role(self, dataset_bucket: s3.IBucket, artifacts_bucket: s3.IBucket, functions: FlowFunctions) -> None:
         role = self.state_machine.role
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*), CloudWatch Logs delivery "
@@ -144,8 +149,7 @@ class TrainingWorkflow(Construct):
                         "output, with the permissions of the caller (this role); runs and datasets are named at run time, "
                         "so the grant is on these key patterns of this pipeline's buckets only.")
         acknowledge_distributed_map(self.state_machine, READ_FRAGMENTS_LABEL)
-        for function in (self.prepare_function, self.shard_function, self.assemble_function, self.evaluate_function,
-                         self.retire_function, self.finish_function):
+        for function in (getattr(functions, field.name) for field in fields(functions)):
             logical_id = stack.get_logical_id(function.node.default_child)
             acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
                         "CDK grants lambda:InvokeFunction on the function and its versions (ARN:*); "

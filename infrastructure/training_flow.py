@@ -33,7 +33,7 @@ versions are stopped unless the run keeps them (``keep_previous_model_running``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
@@ -108,8 +108,59 @@ class FlowGrants:
     training_output_writes: list[iam.PolicyStatement]  # ... and writes training output as the caller
 
 
+# Paths into the run's state that more than one phase reads.
+RUN = "$.run"
+PROJECT_ARN = "$.project.arn"
+EXISTING_PROJECT = "$.lookup.ProjectDescriptions[0]"
+VERSION_ARN = "$.version.ProjectVersionArn"
+TRAINED = "$.training.ProjectVersionDescriptions[0]"
+DEPLOYED = "$.deployment.ProjectVersionDescriptions[0]"
+
+
+@dataclass(frozen=True)
+class Poll:
+    """How often a polling loop asks (seconds, from the run's options) and how many times at most (the run's limits)."""
+
+    wait_path: str
+    limit_path: str
+
+
+DATASET_POLL = Poll("$.run.options.start_poll_seconds", "$.run.limits.dataset_polls")
+DELETION_POLL = Poll("$.run.options.start_poll_seconds", "$.run.limits.deletion_polls")
+TRAINING_POLL = Poll("$.run.options.poll_seconds", "$.run.limits.training_polls")
+MODEL_POLL = Poll("$.run.options.start_poll_seconds", "$.run.limits.model_polls")
+
+
+@dataclass(frozen=True)
+class Describe:
+    """The SDK call a polling loop repeats; the loop builds it, as it catches its transient errors."""
+
+    id: str
+    action: str
+    parameters: dict
+    result_path: str
+    resources: list[str]
+
+
+def _this_project() -> dict:
+    return {"ProjectNames.$": "States.Array($.run.project_name)"}
+
+
+def _this_version() -> dict:
+    return {"ProjectArn.$": PROJECT_ARN, "VersionNames.$": "States.Array($.run.version_name)"}
+
+
 class TrainingFlow:
-    """Builds the definition. ``tasks_to_catch`` lists every state whose errors go to the failure path."""
+    """Builds the definition a phase at a time: each phase's builder takes the state(s) the
+    phase goes on to and returns the state it starts with.
+
+    Every task's errors (but those it catches itself) go to the one failure path by a
+    ``States.ALL`` catch. The builders name such tasks (``_to_failure``) and ``definition``
+    adds those catches last, after every error state's edge into the failure path: CDK writes
+    the states in the order it walks the graph, and it walks a state's incoming edges in the
+    order they were added. Another order would write the same states in another order, and a
+    deployment would update the state machine for nothing.
+    """
 
     def __init__(self, scope: Construct, *, functions: FlowFunctions, assembly: FlowAssembly, grants: FlowGrants, topic: sns.ITopic) -> None:
         self.scope = scope
@@ -117,11 +168,37 @@ class TrainingFlow:
         self.assembly = assembly
         self.grants = grants
         self.topic = topic
-        self.tasks_to_catch: list[sfn.TaskStateBase | sfn.Map] = []
-        # The one failure path every error reaches: record, free the dataset, notify.
-        self.failed = self._lambda("Record failure", functions.finish, {"outcome": "failed", "state.$": "$"}, "$.notification", catch=False)
+        outcome = self._outcome()
+        # The one failure path every error reaches: record, free the dataset, notify. Built
+        # first, as every error state leads to it.
+        self._notified = self._notify("Notify", then=outcome)
+        self._failed = self._record("Record failure", "failed", catch=False)
+        self._failed.next(self._notify("Notify failure", then=outcome))
+        self._catching: list[sfn.TaskStateBase | sfn.Map] = []
+
+    def definition(self) -> sfn.IChainable:
+        """Assembly -> project -> datasets -> training -> evaluation -> deployment -> outcome.
+
+        Training is built first: its failure is the first error state, hence the failure
+        path's first edge, which decides the order the states are written in (see the class).
+        """
+        evaluate = self._lambda("Evaluate", self.functions.evaluate, {"run.$": RUN, "version.$": TRAINED}, "$.evaluation")
+        training = self._training(then=evaluate)
+        succeeded = self._record("Record success", "succeeded")
+        succeeded.next(self._notified)
+        not_deployed = self._record("Record not deployed", "not_deployed")
+        not_deployed.next(self._notified)
+        evaluate.next(self._deploy_decision(deploy=self._deployment(then=succeeded), skip=not_deployed))
+        start = self._assembly(then=self._project(then=self._datasets(then=training)))
+        for task in self._catching:
+            task.add_catch(self._failed, errors=["States.ALL"], result_path="$.error")
+        return start
 
     # -- building blocks ------------------------------------------------------------------------
+    def _to_failure(self, task: sfn.TaskStateBase | sfn.Map) -> None:
+        """Send the task's errors, other than those it catches itself, to the failure path (see the class)."""
+        self._catching.append(task)
+
     def _lambda(self, id: str, function: lambda_.IFunction, payload: dict, result_path: str, *, catch: bool = True) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(
             self.scope, id, lambda_function=function, payload=sfn.TaskInput.from_object(payload),
@@ -129,8 +206,12 @@ class TrainingFlow:
         )
         task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
         if catch:
-            self.tasks_to_catch.append(task)
+            self._to_failure(task)
         return task
+
+    def _record(self, id: str, outcome: str, *, catch: bool = True) -> tasks.LambdaInvoke:
+        """The finish function: records the run's outcome, frees the dataset, writes the notification."""
+        return self._lambda(id, self.functions.finish, {"outcome": outcome, "state.$": "$"}, "$.notification", catch=catch)
 
     def _sdk(self, id: str, action: str, parameters: dict, *, result_path: str | None, resources: list[str],
              service: str = "rekognition", statements: list[iam.PolicyStatement] | None = None,
@@ -144,14 +225,14 @@ class TrainingFlow:
         transient = TRANSIENT_SSM_ERRORS if service == "ssm" else TRANSIENT_REKOGNITION_ERRORS
         task.add_retry(errors=transient, **(retry or _RETRY))
         if catch:
-            self.tasks_to_catch.append(task)
+            self._to_failure(task)
         return task
 
     def _error(self, id: str, error: str, cause: str | None = None, cause_path: str | None = None) -> sfn.Pass:
         """A Pass that states why the run fails, in the shape a Catch writes ($.error)."""
         parameters = {"Error": error, **({"Cause.$": cause_path} if cause_path else {"Cause": cause or error})}
         state = sfn.Pass(self.scope, id, parameters=parameters, result_path="$.error")
-        state.next(self.failed)
+        state.next(self._failed)
         return state
 
     def _guard(self, id: str, paths: list[str], then: sfn.IChainable, what: str) -> sfn.Choice:
@@ -161,29 +242,31 @@ class TrainingFlow:
         missing = self._error(f"{id}: unexpected answer", "UnexpectedResponse", f"{what} lacks {', '.join(paths)}")
         return sfn.Choice(self.scope, id).when(condition, then).otherwise(missing)
 
-    def _poll(self, name: str, *, wait_path: str, limit_path: str, describe: tasks.CallAwsService,
-              decide: Callable[[sfn.IChainable], sfn.IChainable], what: str) -> sfn.IChainable:
+    def _poll(self, name: str, poll: Poll, describe: Describe, *, decide: Callable[[sfn.IChainable], sfn.IChainable], what: str) -> sfn.IChainable:
         """Start -> wait -> describe -> decide -> (way out | count -> out of time? -> wait).
 
         ``decide(count)`` builds the Choice after the describe call; its branches that mean
         "not yet" go to ``count``. A transient error that outlasts the describe's retries
         counts as a poll without news too.
         """
-        start = sfn.Pass(self.scope, f"Start polling {name}", parameters={"count": 0, "limit.$": limit_path}, result_path="$.poll")
-        wait = sfn.Wait(self.scope, f"Wait for {name}", time=sfn.WaitTime.seconds_path(wait_path))
+        start = sfn.Pass(self.scope, f"Start polling {name}", parameters={"count": 0, "limit.$": poll.limit_path}, result_path="$.poll")
+        wait = sfn.Wait(self.scope, f"Wait for {name}", time=sfn.WaitTime.seconds_path(poll.wait_path))
         count = sfn.Pass(self.scope, f"Count {name} poll", parameters={"count.$": "States.MathAdd($.poll.count, 1)", "limit.$": "$.poll.limit"},
                          result_path="$.poll")
         timed_out = self._error(f"{name.capitalize()} timed out", "WaitTimedOut",
                                 cause_path=f"States.Format('{what} still not ready after {{}} polls', $.poll.count)")
-        describe.add_catch(count, errors=TRANSIENT_REKOGNITION_ERRORS, result_path="$.poll_error")
-        start.next(wait).next(describe).next(decide(count))
+        call = self._sdk(describe.id, describe.action, describe.parameters, result_path=describe.result_path,
+                         resources=describe.resources, retry=_POLL_RETRY, catch=False)
+        call.add_catch(count, errors=TRANSIENT_REKOGNITION_ERRORS, result_path="$.poll_error")
+        self._to_failure(call)
+        start.next(wait).next(call).next(decide(count))
         count.next(sfn.Choice(self.scope, f"{name.capitalize()} out of time?")
                    .when(sfn.Condition.number_greater_than_equals_json_path("$.poll.count", "$.poll.limit"), timed_out)
                    .otherwise(wait))
         return start
 
-    def _status_poll(self, name: str, *, status_path: str, in_progress: list[str], outcomes: dict[str, sfn.IChainable],
-                     what: str, **loop: Any) -> sfn.IChainable:
+    def _status_poll(self, name: str, poll: Poll, describe: Describe, *, status_path: str, in_progress: list[str],
+                     outcomes: dict[str, sfn.IChainable], what: str) -> sfn.IChainable:
         """A poll on a status: outcomes leave the loop, in-progress statuses poll again, and any
         other status (or a terminal one nobody expected) fails the run naming it. A describe
         that lacks the status (the resource not listed yet) polls again."""
@@ -198,169 +281,19 @@ class TrainingFlow:
                                          cause_path=f"States.Format('{what} is {{}}', {status_path})"))
             return sfn.Choice(self.scope, f"{name.capitalize()} described?").when(sfn.Condition.is_present(status_path), status).otherwise(count)
 
-        return self._poll(name, decide=decide, what=what, **loop)
+        return self._poll(name, poll, describe, decide=decide, what=what)
 
     def _failed_with_message(self, id: str, error: str, message_path: str, what: str) -> sfn.Choice:
         with_message = self._error(f"{id} (with message)", error, cause_path=f"States.Format('{what}: {{}}', {message_path})")
         without = self._error(f"{id} (no message)", error, f"{what} (the service gave no message)")
         return sfn.Choice(self.scope, id).when(sfn.Condition.is_present(message_path), with_message).otherwise(without)
 
-    # -- the definition -------------------------------------------------------------------------
-    def definition(self) -> sfn.IChainable:
-        f, g = self.functions, self.grants
-        run = "$.run"
-        prepare = self._lambda("Prepare", f.prepare, {"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}, "$.run")
-        read_fragments = self._read_fragments()
-        assemble = self._lambda("Assemble manifests", f.assemble, {"run.$": run}, "$.assembly")
-
-        # -- the dataset's project: found or created, its old datasets deleted -------------------
-        find_project = self._sdk("Find project", "describeProjects", {"ProjectNames.$": "States.Array($.run.project_name)"},
-                                 result_path="$.lookup", resources=["*"])  # DescribeProjects has no resource-level permission
-        existing = "$.lookup.ProjectDescriptions[0]"
-        use_project = sfn.Pass(self.scope, "Use existing project", parameters={"arn.$": f"{existing}.ProjectArn", "datasets.$": f"{existing}.Datasets"}, result_path="$.project")
-        use_empty_project = sfn.Pass(self.scope, "Use existing project without datasets", parameters={"arn.$": f"{existing}.ProjectArn", "datasets": []}, result_path="$.project")
-        # CreateProject has no resource-level permission (Service Authorization Reference).
-        create_project = self._sdk("Create project", "createProject", {"ProjectName.$": "$.run.project_name"},
-                                   result_path="$.created_project", resources=["*"])
-        use_new_project = sfn.Pass(self.scope, "Use new project", parameters={"arn.$": "$.created_project.ProjectArn", "datasets": []}, result_path="$.project")
-
-        delete_datasets = sfn.Map(self.scope, "Delete previous datasets", items_path="$.project.datasets", result_path=sfn.JsonPath.DISCARD, max_concurrency=2)
-        delete_one = self._sdk("Delete dataset", "deleteDataset", {"DatasetArn.$": "$.DatasetArn"}, result_path=None,
-                               resources=g.project_arns, catch=False)  # a state inside a Map cannot catch into the outer machine
-        delete_one.add_retry(errors=["Rekognition.ResourceInUseException"], interval=Duration.seconds(10), backoff_rate=2.0, max_attempts=5)
-        nothing_to_delete = sfn.Pass(self.scope, "Nothing to delete")
-        delete_one.add_catch(nothing_to_delete, errors=["Rekognition.ResourceNotFoundException"], result_path=sfn.JsonPath.DISCARD)  # gone already
-        delete_datasets.item_processor(
-            sfn.Choice(self.scope, "Dataset named?").when(sfn.Condition.is_present("$.DatasetArn"), delete_one).otherwise(nothing_to_delete))
-        self.tasks_to_catch.append(delete_datasets)
-
-        # -- new datasets from this run's manifests -----------------------------------------------
-        def create_dataset(kind: str, manifest_path: str) -> tasks.CallAwsService:
-            task = self._sdk(
-                f"Create {kind.lower()} dataset", "createDataset",
-                {"ProjectArn.$": "$.project.arn", "DatasetType": kind, "DatasetSource": {"GroundTruthManifest": {
-                    "S3Object": {"Bucket.$": "$.run.artifacts_bucket", "Name.$": manifest_path}}}},
-                result_path=f"$.datasets.{kind.lower()}", resources=g.project_arns, statements=g.training_data_reads,
-            )
-            # The old dataset of this type may still hold its place for a moment after deletion.
-            task.add_retry(errors=["Rekognition.ResourceInUseException", "Rekognition.ResourceAlreadyExistsException"],
-                           interval=Duration.seconds(5), backoff_rate=2.0, max_attempts=5)
-            return task
-
-        create_train = create_dataset("TRAIN", "$.assembly.train_manifest")
-        create_test = create_dataset("TEST", "$.assembly.test_manifest")
-
-        def dataset_wait(kind: str, then: sfn.IChainable) -> sfn.IChainable:
-            arn = f"$.datasets.{kind}.DatasetArn"
-            describe = self._sdk(f"Describe {kind} dataset", "describeDataset", {"DatasetArn.$": arn},
-                                 result_path=f"$.datasets.{kind}_state", resources=g.project_arns, retry=_POLL_RETRY)
-            status = f"$.datasets.{kind}_state.DatasetDescription.Status"
-            message = f"$.datasets.{kind}_state.DatasetDescription.StatusMessage"
-            failed = self._failed_with_message(f"{kind.capitalize()} dataset failed", "DatasetCreationFailed", message, f"{kind} dataset")
-            return self._status_poll(f"{kind} dataset", wait_path="$.run.options.start_poll_seconds", limit_path="$.run.limits.dataset_polls",
-                                     describe=describe, status_path=status, in_progress=["CREATE_IN_PROGRESS"],
-                                     outcomes={"CREATE_COMPLETE": then, "CREATE_FAILED": failed}, what=f"the {kind} dataset")
-
-        # -- training -------------------------------------------------------------------------------
-        version_arn = "$.version.ProjectVersionArn"
-        create_version = self._sdk(
-            "Create project version", "createProjectVersion",
-            {"ProjectArn.$": "$.project.arn", "VersionName.$": "$.run.version_name",
-             "OutputConfig": {"S3Bucket.$": "$.run.artifacts_bucket", "S3KeyPrefix.$": "States.Format('{}output/', $.run.prefix)"},
-             "Tags": {"fashion-pipeline:dataset.$": "$.run.dataset"}},
-            result_path="$.version", resources=g.project_arns, statements=g.training_output_writes,
-        )
-        describe_training = self._sdk(
-            "Describe training", "describeProjectVersions",
-            {"ProjectArn.$": "$.project.arn", "VersionNames.$": "States.Array($.run.version_name)"},
-            result_path="$.training", resources=g.project_arns, retry=_POLL_RETRY,
-        )
-        trained = "$.training.ProjectVersionDescriptions[0]"
-        evaluate = self._lambda("Evaluate", f.evaluate, {"run.$": run, "version.$": trained}, "$.evaluation")
-        training_failed = self._failed_with_message("Training failed", "TrainingFailed", f"{trained}.StatusMessage", "training")
-        training = self._status_poll("training", wait_path="$.run.options.poll_seconds", limit_path="$.run.limits.training_polls",
-                                     describe=describe_training, status_path=f"{trained}.Status", in_progress=["TRAINING_IN_PROGRESS"],
-                                     outcomes={"TRAINING_COMPLETED": evaluate, "TRAINING_FAILED": training_failed}, what="training")
-
-        # -- deployment -----------------------------------------------------------------------------
-        start_model = self._sdk(
-            "Start model", "startProjectVersion",
-            {"ProjectVersionArn.$": version_arn, "MinInferenceUnits.$": "$.run.options.inference_units"}, result_path=None, resources=g.project_arns,
-        )
-        describe_model = self._sdk(
-            "Describe model", "describeProjectVersions",
-            {"ProjectArn.$": "$.project.arn", "VersionNames.$": "States.Array($.run.version_name)"},
-            result_path="$.deployment", resources=g.project_arns, retry=_POLL_RETRY,
-        )
-        deployed = "$.deployment.ProjectVersionDescriptions[0]"
-        pointer = sfn.Pass(self.scope, "Describe current model", parameters={
-            "project_version_arn.$": version_arn, "project_arn.$": "$.project.arn", "version_name.$": "$.run.version_name",
-            "dataset.$": "$.run.dataset", "f1.$": "$.evaluation.f1", "inference_units.$": "$.run.options.inference_units",
-            "deployed_at.$": "$$.State.EnteredTime", "status": "RUNNING"}, result_path="$.pointer")
-        publish = self._sdk(
-            "Publish current model", "putParameter",
-            {"Name": g.model_parameter_name, "Type": "String", "Overwrite": True, "Value.$": "States.JsonToString($.pointer)"},
-            result_path=None, service="ssm", resources=[g.model_parameter_arn],
-        )
-        retire = self._lambda("Stop previous models", f.retire, {"run.$": run, "project_arn.$": "$.project.arn", "model_arn.$": version_arn}, "$.retired")
-        deploy_failed = self._failed_with_message("Deployment failed", "DeploymentFailed", f"{deployed}.StatusMessage", "the model failed to start")
-        deployment = self._status_poll("model", wait_path="$.run.options.start_poll_seconds", limit_path="$.run.limits.model_polls",
-                                       describe=describe_model, status_path=f"{deployed}.Status", in_progress=["STARTING"],
-                                       outcomes={"RUNNING": pointer, "FAILED": deploy_failed}, what="the model")
-
-        # -- outcomes -------------------------------------------------------------------------------
-        finish_ok = self._lambda("Record success", f.finish, {"outcome": "succeeded", "state.$": "$"}, "$.notification")
-        finish_skip = self._lambda("Record not deployed", f.finish, {"outcome": "not_deployed", "state.$": "$"}, "$.notification")
-        outcome = (sfn.Choice(self.scope, "Outcome?")
-                   .when(sfn.Condition.string_equals("$.notification.message.status", "failed"),
-                         sfn.Fail(self.scope, "Run failed", error="TrainingRunFailed", cause_path="$.notification.message.reason"))
-                   .otherwise(sfn.Succeed(self.scope, "Run finished", output_path="$.notification.message")))
-        notify, notify_failure = self._notify("Notify"), self._notify("Notify failure")
-        notify.next(outcome)
-        notify_failure.next(outcome)
-        finish_ok.next(notify)
-        finish_skip.next(notify)
-        self.failed.next(notify_failure)
-
-        # -- wiring ---------------------------------------------------------------------------------
-        deletion_done = sfn.Pass(self.scope, "Previous datasets deleted")
-        deletion_done.next(create_train)
-        describe_cleanup = self._sdk("Describe project datasets", "describeProjects", {"ProjectNames.$": "States.Array($.run.project_name)"},
-                                     result_path="$.cleanup", resources=["*"], retry=_POLL_RETRY)
-        # Deleting is asynchronous: the loop ends when the project lists no dataset any more.
-        deletion = self._poll(
-            "deletion", wait_path="$.run.options.start_poll_seconds", limit_path="$.run.limits.deletion_polls",
-            describe=describe_cleanup, what="an old dataset",
-            decide=lambda count: sfn.Choice(self.scope, "Datasets left?")
-            .when(sfn.Condition.is_present("$.cleanup.ProjectDescriptions[0].Datasets[0]"), count).otherwise(deletion_done))
-
-        prepare.next(read_fragments).next(assemble).next(find_project).next(
-            sfn.Choice(self.scope, "Project exists?")
-            .when(sfn.Condition.is_present(f"{existing}.ProjectArn"),
-                  sfn.Choice(self.scope, "Project has datasets?").when(sfn.Condition.is_present(f"{existing}.Datasets"), use_project)
-                  .otherwise(use_empty_project))
-            .otherwise(create_project))
-        create_project.next(self._guard("Project created?", ["$.created_project.ProjectArn"], use_new_project, "CreateProject's answer"))
-        old_datasets = (sfn.Choice(self.scope, "Previous datasets?")
-                        .when(sfn.Condition.is_present("$.project.datasets[0]"), delete_datasets)
-                        .otherwise(create_train))
-        for state in (use_project, use_empty_project, use_new_project):
-            state.next(old_datasets)
-        delete_datasets.next(deletion)
-        test_ready = sfn.Pass(self.scope, "Datasets ready")
-        create_train.next(self._guard("Train dataset created?", ["$.datasets.train.DatasetArn"], create_test, "CreateDataset's answer"))
-        create_test.next(self._guard("Test dataset created?", ["$.datasets.test.DatasetArn"], dataset_wait("train", dataset_wait("test", test_ready)), "CreateDataset's answer"))
-        test_ready.next(create_version)
-        create_version.next(self._guard("Version created?", [version_arn], training, "CreateProjectVersion's answer"))
-        evaluate.next(
-            sfn.Choice(self.scope, "Deploy?")
-            .when(sfn.Condition.boolean_equals("$.evaluation.deploy", True), start_model)
-            .otherwise(finish_skip))
-        start_model.next(deployment)
-        pointer.next(publish).next(retire).next(finish_ok)
-
-        for task in self.tasks_to_catch:
-            task.add_catch(self.failed, errors=["States.ALL"], result_path="$.error")
+    # -- assembly: prepare, read the fragments into shards, merge them into manifests -----------
+    def _assembly(self, then: sfn.IChainable) -> sfn.IChainable:
+        f = self.functions
+        prepare = self._lambda("Prepare", f.prepare, {"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}, RUN)
+        assemble = self._lambda("Assemble manifests", f.assemble, {"run.$": RUN}, "$.assembly")
+        prepare.next(self._read_fragments()).next(assemble).next(then)
         return prepare
 
     def _read_fragments(self) -> sfn.DistributedMap:
@@ -384,10 +317,151 @@ class TrainingFlow:
         )
         child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
         reader.item_processor(child)
-        self.tasks_to_catch.append(reader)  # a child that fails for good fails the Map, and the run
+        self._to_failure(reader)  # a child that fails for good fails the Map, and the run
         return reader
 
-    def _notify(self, id: str) -> sfn.Chain:
+    # -- the dataset's project: found or created, its old datasets deleted -----------------------
+    def _project(self, then: sfn.IChainable) -> sfn.IChainable:
+        # DescribeProjects and CreateProject have no resource-level permission (Service Authorization Reference).
+        find = self._sdk("Find project", "describeProjects", _this_project(), result_path="$.lookup", resources=["*"])
+        create = self._sdk("Create project", "createProject", {"ProjectName.$": "$.run.project_name"},
+                           result_path="$.created_project", resources=["*"])
+        use_existing = sfn.Pass(self.scope, "Use existing project", parameters={"arn.$": f"{EXISTING_PROJECT}.ProjectArn", "datasets.$": f"{EXISTING_PROJECT}.Datasets"}, result_path="$.project")
+        use_empty = sfn.Pass(self.scope, "Use existing project without datasets", parameters={"arn.$": f"{EXISTING_PROJECT}.ProjectArn", "datasets": []}, result_path="$.project")
+        use_new = sfn.Pass(self.scope, "Use new project", parameters={"arn.$": "$.created_project.ProjectArn", "datasets": []}, result_path="$.project")
+        find.next(
+            sfn.Choice(self.scope, "Project exists?")
+            .when(sfn.Condition.is_present(f"{EXISTING_PROJECT}.ProjectArn"),
+                  sfn.Choice(self.scope, "Project has datasets?").when(sfn.Condition.is_present(f"{EXISTING_PROJECT}.Datasets"), use_existing)
+                  .otherwise(use_empty))
+            .otherwise(create))
+        create.next(self._guard("Project created?", ["$.created_project.ProjectArn"], use_new, "CreateProject's answer"))
+        without_old_datasets = self._old_datasets_deleted(then)
+        for state in (use_existing, use_empty, use_new):
+            state.next(without_old_datasets)
+        return find
+
+    def _old_datasets_deleted(self, then: sfn.IChainable) -> sfn.Choice:
+        """Delete the project's datasets, if any, and wait until the project lists none (deleting is asynchronous)."""
+        delete_all = sfn.Map(self.scope, "Delete previous datasets", items_path="$.project.datasets", result_path=sfn.JsonPath.DISCARD, max_concurrency=2)
+        delete_one = self._sdk("Delete dataset", "deleteDataset", {"DatasetArn.$": "$.DatasetArn"}, result_path=None,
+                               resources=self.grants.project_arns, catch=False)  # a state inside a Map cannot catch into the outer machine
+        delete_one.add_retry(errors=["Rekognition.ResourceInUseException"], interval=Duration.seconds(10), backoff_rate=2.0, max_attempts=5)
+        nothing_to_delete = sfn.Pass(self.scope, "Nothing to delete")
+        delete_one.add_catch(nothing_to_delete, errors=["Rekognition.ResourceNotFoundException"], result_path=sfn.JsonPath.DISCARD)  # gone already
+        delete_all.item_processor(
+            sfn.Choice(self.scope, "Dataset named?").when(sfn.Condition.is_present("$.DatasetArn"), delete_one).otherwise(nothing_to_delete))
+        self._to_failure(delete_all)
+
+        deleted = sfn.Pass(self.scope, "Previous datasets deleted")
+        deleted.next(then)
+        delete_all.next(self._poll(
+            "deletion", DELETION_POLL, Describe("Describe project datasets", "describeProjects", _this_project(), "$.cleanup", ["*"]),
+            what="an old dataset",
+            decide=lambda count: sfn.Choice(self.scope, "Datasets left?")
+            .when(sfn.Condition.is_present("$.cleanup.ProjectDescriptions[0].Datasets[0]"), count).otherwise(deleted)))
+        return (sfn.Choice(self.scope, "Previous datasets?")
+                .when(sfn.Condition.is_present("$.project.datasets[0]"), delete_all)
+                .otherwise(then))
+
+    # -- new datasets from this run's manifests -------------------------------------------------
+    def _datasets(self, then: sfn.IChainable) -> sfn.IChainable:
+        ready = sfn.Pass(self.scope, "Datasets ready")
+        ready.next(then)
+        create_train = self._create_dataset("TRAIN", "$.assembly.train_manifest")
+        create_test = self._create_dataset("TEST", "$.assembly.test_manifest")
+        both_created = self._dataset_created("train", self._dataset_created("test", ready))
+        create_train.next(self._guard("Train dataset created?", ["$.datasets.train.DatasetArn"], create_test, "CreateDataset's answer"))
+        create_test.next(self._guard("Test dataset created?", ["$.datasets.test.DatasetArn"], both_created, "CreateDataset's answer"))
+        return create_train
+
+    def _create_dataset(self, kind: str, manifest_path: str) -> tasks.CallAwsService:
+        g = self.grants
+        task = self._sdk(
+            f"Create {kind.lower()} dataset", "createDataset",
+            {"ProjectArn.$": PROJECT_ARN, "DatasetType": kind, "DatasetSource": {"GroundTruthManifest": {
+                "S3Object": {"Bucket.$": "$.run.artifacts_bucket", "Name.$": manifest_path}}}},
+            result_path=f"$.datasets.{kind.lower()}", resources=g.project_arns, statements=g.training_data_reads,
+        )
+        # The old dataset of this type may still hold its place for a moment after deletion.
+        task.add_retry(errors=["Rekognition.ResourceInUseException", "Rekognition.ResourceAlreadyExistsException"],
+                       interval=Duration.seconds(5), backoff_rate=2.0, max_attempts=5)
+        return task
+
+    def _dataset_created(self, kind: str, then: sfn.IChainable) -> sfn.IChainable:
+        """Poll a new dataset until Custom Labels has read its manifest."""
+        state = f"$.datasets.{kind}_state"
+        describe = Describe(f"Describe {kind} dataset", "describeDataset", {"DatasetArn.$": f"$.datasets.{kind}.DatasetArn"},
+                            state, self.grants.project_arns)
+        failed = self._failed_with_message(f"{kind.capitalize()} dataset failed", "DatasetCreationFailed",
+                                           f"{state}.DatasetDescription.StatusMessage", f"{kind} dataset")
+        return self._status_poll(f"{kind} dataset", DATASET_POLL, describe, status_path=f"{state}.DatasetDescription.Status",
+                                 in_progress=["CREATE_IN_PROGRESS"], outcomes={"CREATE_COMPLETE": then, "CREATE_FAILED": failed},
+                                 what=f"the {kind} dataset")
+
+    # -- training: a new project version, polled until trained -----------------------------------
+    def _training(self, then: sfn.IChainable) -> sfn.IChainable:
+        g = self.grants
+        create_version = self._sdk(
+            "Create project version", "createProjectVersion",
+            {"ProjectArn.$": PROJECT_ARN, "VersionName.$": "$.run.version_name",
+             "OutputConfig": {"S3Bucket.$": "$.run.artifacts_bucket", "S3KeyPrefix.$": "States.Format('{}output/', $.run.prefix)"},
+             "Tags": {"fashion-pipeline:dataset.$": "$.run.dataset"}},
+            result_path="$.version", resources=g.project_arns, statements=g.training_output_writes,
+        )
+        failed = self._failed_with_message("Training failed", "TrainingFailed", f"{TRAINED}.StatusMessage", "training")
+        trained = self._status_poll(
+            "training", TRAINING_POLL, Describe("Describe training", "describeProjectVersions", _this_version(), "$.training", g.project_arns),
+            status_path=f"{TRAINED}.Status", in_progress=["TRAINING_IN_PROGRESS"],
+            outcomes={"TRAINING_COMPLETED": then, "TRAINING_FAILED": failed}, what="training")
+        create_version.next(self._guard("Version created?", [VERSION_ARN], trained, "CreateProjectVersion's answer"))
+        return create_version
+
+    # -- evaluation (the Evaluate task writes the report): deploy or not --------------------------
+    def _deploy_decision(self, *, deploy: sfn.IChainable, skip: sfn.IChainable) -> sfn.Choice:
+        return (sfn.Choice(self.scope, "Deploy?")
+                .when(sfn.Condition.boolean_equals("$.evaluation.deploy", True), deploy)
+                .otherwise(skip))
+
+    # -- deployment: start the model, publish it as the current one, stop the others ------------
+    def _deployment(self, then: sfn.IChainable) -> sfn.IChainable:
+        g = self.grants
+        start_model = self._sdk(
+            "Start model", "startProjectVersion",
+            {"ProjectVersionArn.$": VERSION_ARN, "MinInferenceUnits.$": "$.run.options.inference_units"}, result_path=None, resources=g.project_arns,
+        )
+        failed = self._failed_with_message("Deployment failed", "DeploymentFailed", f"{DEPLOYED}.StatusMessage", "the model failed to start")
+        start_model.next(self._status_poll(
+            "model", MODEL_POLL, Describe("Describe model", "describeProjectVersions", _this_version(), "$.deployment", g.project_arns),
+            status_path=f"{DEPLOYED}.Status", in_progress=["STARTING"],
+            outcomes={"RUNNING": self._published(then), "FAILED": failed}, what="the model"))
+        return start_model
+
+    def _published(self, then: sfn.IChainable) -> sfn.IChainable:
+        """The running model written to the model pointer, then the dataset's other models stopped."""
+        g = self.grants
+        pointer = sfn.Pass(self.scope, "Describe current model", parameters={
+            "project_version_arn.$": VERSION_ARN, "project_arn.$": PROJECT_ARN, "version_name.$": "$.run.version_name",
+            "dataset.$": "$.run.dataset", "f1.$": "$.evaluation.f1", "inference_units.$": "$.run.options.inference_units",
+            "deployed_at.$": "$$.State.EnteredTime", "status": "RUNNING"}, result_path="$.pointer")
+        publish = self._sdk(
+            "Publish current model", "putParameter",
+            {"Name": g.model_parameter_name, "Type": "String", "Overwrite": True, "Value.$": "States.JsonToString($.pointer)"},
+            result_path=None, service="ssm", resources=[g.model_parameter_arn],
+        )
+        retire = self._lambda("Stop previous models", self.functions.retire,
+                              {"run.$": RUN, "project_arn.$": PROJECT_ARN, "model_arn.$": VERSION_ARN}, "$.retired")
+        pointer.next(publish).next(retire).next(then)
+        return pointer
+
+    # -- outcomes: notify, then end the execution as the run ended --------------------------------
+    def _outcome(self) -> sfn.Choice:
+        return (sfn.Choice(self.scope, "Outcome?")
+                .when(sfn.Condition.string_equals("$.notification.message.status", "failed"),
+                      sfn.Fail(self.scope, "Run failed", error="TrainingRunFailed", cause_path="$.notification.message.reason"))
+                .otherwise(sfn.Succeed(self.scope, "Run finished", output_path="$.notification.message")))
+
+    def _notify(self, id: str, then: sfn.IChainable) -> sfn.Pass:
         publish = tasks.SnsPublish(
             self.scope, f"{id} by email", topic=self.topic, subject=sfn.JsonPath.string_at("$.notification.subject"),
             message=sfn.TaskInput.from_json_path_at("States.JsonToString($.notification.message)"), result_path=sfn.JsonPath.DISCARD,
@@ -406,5 +480,5 @@ class TrainingFlow:
         done = sfn.Pass(self.scope, f"{id} done")
         publish.add_catch(event, result_path="$.notify_error")
         event.add_catch(done, result_path="$.notify_error")
-        start.next(publish).next(event).next(done)
-        return sfn.Chain.custom(start, [done], done)
+        start.next(publish).next(event).next(done).next(then)
+        return start

@@ -1,4 +1,6 @@
-"""The README documents what the code does: every configuration key, the two commands."""
+"""The README documents what the code does: every configuration key, the stack outputs, the two commands.
+
+Every shell command of the README is run by tests/test_readme.py."""
 
 from pathlib import Path
 
@@ -27,3 +29,17 @@ def test_the_two_commands_and_ci():
     readme = (ROOT / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_stack_outputs_the_readme_lists_are_the_stacks(synthesized):
+    readme = (ROOT / "README.md").read_text()
+    import re
+
+    sentence = re.search(r"The stack's outputs name everything you need: (.*?)\.\n", readme, re.S).group(1)
+    listed = set(re.findall(r"`(\w+)`", sentence)) - {"apiAuth", "apiKey"}
+    # ApiKeyId exists only with apiAuth: apiKey; the session's synthesis uses the default (iam).
+    # The stack's own CfnOutputs; RestApi adds one more (its endpoint, the same as ApiUrl), whose
+    # logical id ends in CDK's hash.
+    named = {key for key in synthesized.template_dict["Outputs"] if not re.search(r"[0-9A-F]{8}$", key)}
+    assert listed - {"ApiKeyId"} == named
+    assert "ApiKeyId" in listed

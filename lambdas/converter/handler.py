@@ -6,7 +6,8 @@ SQS record, so that the queue delivers it again, is decided here:
 
 * an AWS error (``ingest.AWS_ERRORS``: throttling and 5xx the SDK's own retries did not
   absorb, a lost connection, a denied access or a missing bucket, which an operator fixes),
-  an object that changed under every pass, or a message that is no S3 notification;
+  an object that changed under every pass, or a message body the record model refuses
+  (below);
 * nothing about an object's content: a broken archive, bad JSON, a key outside any dataset
   are reports, written once, never retried.
 
@@ -16,16 +17,21 @@ whose alarm asks for a look and a redrive ("Using dead-letter queues in Amazon S
 https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html;
 "Handling errors for an SQS event source in Lambda",
 https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html): nothing retries
-forever. Each failure is logged with the message id, the object key and the error.
+forever. Each failure is logged with the message id, the object key (when there is one) and
+the error.
 
-Two kinds of message share the queue: S3 notifications (and ``reprocess``'s copies of them),
-and range messages (``RangeMessage``), which the converter sends itself for the ranges of a
-COCO file too large for one invocation (``ingest`` module docstring).
+Three kinds of message share the queue, told apart by ``messages.ConverterRecord``, the
+Powertools parser model of a record (``BatchProcessor(model=...)``): S3 notifications (and
+``reprocess``'s copies of them), S3's ``s3:TestEvent`` (skipped), and range messages
+(``RangeMessage``), which the converter sends itself for the ranges of a COCO file too large
+for one invocation (``ingest`` module docstring). The notification model is Powertools'
+``S3Model`` with what moto leaves out made optional (``messages`` says which, and why).
 
-The notification models are the project's own, not Powertools' ``S3Model``: that model
-requires fields (``requestParameters``, ``ownerIdentity``, ...) which the events of
-``fashion-pipeline reprocess`` and of moto (local mode) do not carry, and it cannot parse
-S3's ``s3:TestEvent``, so valid work would be dead-lettered.
+A body the model refuses (not JSON, of none of the three shapes, or of one shape but malformed)
+can never succeed, and it fails its record like an AWS error does: logged with the message id
+and the model's reason (the field it names), delivered again maxReceiveCount times, then kept in
+the dead-letter queue, whose alarm asks for a look. Not reported as a success: only S3 and the
+converter write to the queue, so such a message is a bug to see, not input to drop.
 """
 
 from __future__ import annotations
@@ -33,28 +39,41 @@ from __future__ import annotations
 import json
 import os
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote_plus
 
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.exceptions import ExceptionInfo
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
-from pydantic import BaseModel, Field, model_validator
 
-from converter.ingest import RANGE_MESSAGE, Limits, ObjectResult, Part, convert_range, sync_object
-from fashion_pipeline.layout import MAX_PARTS
+from converter.ingest import Limits, ObjectResult, Part, convert_range, sync_object
+from converter.messages import ConverterRecord, RangeMessage, S3Notification, S3TestEvent
 
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+RETRIED = "record failed: SQS delivers it again after the visibility timeout, then to the dead-letter queue"
+
+
+class ConverterBatch(BatchProcessor):
+    def failure_handler(self, record: Any, exception: ExceptionInfo) -> Any:
+        # Powertools hands a record its model refused over as the plain SQSRecord (a parsed one is
+        # a ConverterRecord, whose failures record_handler logs with the object's key).
+        if isinstance(record, SQSRecord):
+            logger.warning(RETRIED, extra={"message_id": record.message_id, "receive_count": record.attributes.approximate_receive_count,
+                                           "error": f"message body refused: {exception[1]}"})
+        return super().failure_handler(record, exception)
+
+
 # A batch whose every record failed is answered like any other (each record listed as failed),
 # not raised: the queue retries the same records either way, and the function's Errors alarm
 # stays for crashes and timeouts.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = ConverterBatch(event_type=EventType.SQS, model=ConverterRecord, raise_on_entire_batch_failure=False)
 
 CONCURRENCY = int(os.environ.get("PROBE_CONCURRENCY", "32"))
 # Per object (the README's "Limits per object"). COCO_IMAGES_PER_INVOCATION, which the stack does
@@ -94,68 +113,7 @@ def send_to_queue(bodies: list[dict[str, Any]]) -> None:
             raise RuntimeError(f"SQS refused {len(answer['Failed'])} of {len(entries)} messages: {answer['Failed'][0]}")
 
 
-class RangeMessage(BaseModel):
-    """A range of a COCO file's images for this invocation to convert (``ingest.range_message``)."""
-
-    kind: Literal["fashion-pipeline/coco-range/1"]
-    bucket: str
-    key: str  # as is, not URL-encoded
-    versionId: str | None = None
-    eTag: str
-    lastModified: str
-    start: int = Field(ge=0)
-    stop: int = Field(gt=0)
-    part: int = Field(ge=1)
-    parts: int = Field(ge=2, le=MAX_PARTS)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "RangeMessage":
-        # Only the converter writes these; one that fails here is a bug, kept in the DLQ to see.
-        if self.start >= self.stop or self.part > self.parts:
-            raise ValueError(f"images {self.start}..{self.stop}, part {self.part} of {self.parts}: not a range")
-        return self
-
-
-class S3Object(BaseModel):
-    key: str
-    size: int | None = None
-    eTag: str | None = None
-    versionId: str | None = None
-    sequencer: str | None = None
-
-
-class S3Bucket(BaseModel):
-    name: str
-
-
-class S3Entity(BaseModel):
-    bucket: S3Bucket
-    object: S3Object
-
-
-class S3EventRecord(BaseModel):
-    eventName: str = ""
-    s3: S3Entity
-
-
-class S3Notification(BaseModel):
-    """The S3 event notification carried in an SQS message body. S3's ``s3:TestEvent``
-    (sent when the notification is configured) has no ``Records`` and is skipped."""
-
-    Records: list[S3EventRecord] = Field(default_factory=list)
-    Event: str | None = None
-
-
-def _is_range_message(body: str) -> bool:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return False  # not JSON: S3Notification's validation says so
-    return isinstance(payload, dict) and payload.get("kind") == RANGE_MESSAGE
-
-
-def _convert_range(body: str) -> None:
-    message = RangeMessage.model_validate_json(body)
+def _convert_range(message: RangeMessage) -> None:
     logger.append_keys(object_key=message.key, bucket=message.bucket)
     part = Part(message.part, message.parts, message.start, message.stop)
     result = convert_range(s3_client(), bucket=message.bucket, key=message.key, artifacts_bucket=os.environ["ARTIFACTS_BUCKET"],
@@ -168,29 +126,33 @@ def _convert_range(body: str) -> None:
     _publish(result, message.key, f"range {message.part}/{message.parts}")
 
 
+def _sync_objects(notification: S3Notification) -> None:
+    for entry in notification.Records:
+        removed = entry.eventName.startswith(REMOVAL_EVENTS)
+        if not removed and not entry.eventName.startswith("ObjectCreated"):
+            continue
+        assert entry.s3.object is not None  # S3Record requires it
+        bucket = entry.s3.bucket.name
+        key = unquote_plus(entry.s3.object.key)  # keys arrive URL-encoded: "my photos/a+b.json"
+        logger.append_keys(object_key=key, bucket=bucket)
+        result = sync_object(s3_client(), bucket=bucket, key=key, artifacts_bucket=os.environ["ARTIFACTS_BUCKET"],
+                             removed=removed, concurrency=CONCURRENCY, limits=LIMITS, send=send_to_queue)
+        _publish(result, key, entry.eventName)
+
+
 @tracer.capture_method
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: ConverterRecord) -> None:
     try:
-        if _is_range_message(record.body):
+        if isinstance(record.body, RangeMessage):
             _convert_range(record.body)
-            return
-        notification = S3Notification.model_validate_json(record.body)
-        for entry in notification.Records:
-            removed = entry.eventName.startswith(REMOVAL_EVENTS)
-            if not removed and not entry.eventName.startswith("ObjectCreated"):
-                continue
-            bucket = entry.s3.bucket.name
-            key = unquote_plus(entry.s3.object.key)  # keys arrive URL-encoded: "my photos/a+b.json"
-            logger.append_keys(object_key=key, bucket=bucket)
-            result = sync_object(s3_client(), bucket=bucket, key=key, artifacts_bucket=os.environ["ARTIFACTS_BUCKET"],
-                                 removed=removed, concurrency=CONCURRENCY, limits=LIMITS, send=send_to_queue)
-            _publish(result, key, entry.eventName)
+        elif isinstance(record.body, S3Notification):
+            _sync_objects(record.body)
+        else:
+            assert isinstance(record.body, S3TestEvent)  # sent once when the notification is configured
+            logger.info("S3 test event: nothing to convert", extra={"bucket": record.body.Bucket})
     except Exception as exc:
-        logger.warning(
-            "record failed: SQS delivers it again after the visibility timeout, then to the dead-letter queue",
-            extra={"message_id": record.message_id, "receive_count": record.attributes.approximate_receive_count,
-                   "error": f"{type(exc).__name__}: {exc}"},
-        )
+        logger.warning(RETRIED, extra={"message_id": record.messageId, "receive_count": record.attributes.ApproximateReceiveCount,
+                                       "error": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
         logger.remove_keys(["object_key", "bucket"])

@@ -98,7 +98,7 @@ class SourceChanged(Exception):
 
 
 # The body of a range message: {"kind": RANGE_MESSAGE, "bucket", "key", "versionId", "eTag",
-# "lastModified", "start", "stop", "part", "parts"} (converter.handler.RangeMessage reads it).
+# "lastModified", "start", "stop", "part", "parts"} (converter.messages.RangeMessage reads it).
 RANGE_MESSAGE = "fashion-pipeline/coco-range/1"
 Send = Callable[[list[dict[str, Any]]], None]  # puts message bodies on the converter's queue
 

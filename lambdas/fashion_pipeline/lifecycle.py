@@ -35,10 +35,12 @@ COST_NOTE = (f"estimated_usd_per_hour is an estimate: MinInferenceUnits x ${USD_
 # Timestamps from the future are clock skew when they are this close, nonsense beyond.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
-# How long a client should wait before retrying, by model status (seconds). Starting a Custom
-# Labels model takes minutes; a stopping model must reach STOPPED before it can start again.
-RETRY_AFTER = {STARTING: 60, STOPPING: 60}
-RETRY_AFTER_DEFAULT = 300
+# How long a client should wait before retrying, by model status (seconds), for the statuses
+# where waiting helps: starting a Custom Labels model takes minutes, and a model found RUNNING
+# after a refused call has just become available. STOPPED, STOPPING, FAILED and the rest do
+# not become RUNNING by themselves, so they have none (RFC 9110 §10.2.3: Retry-After on a 503
+# is how long the service is expected to be unavailable).
+RETRY_AFTER = {STARTING: 60, RUNNING: 5}
 
 
 class PointerError(ValueError):
@@ -179,8 +181,9 @@ def latest(*moments: datetime | None) -> datetime | None:
     return max(known) if known else None
 
 
-def retry_after(status: str) -> int:
-    return RETRY_AFTER.get(status, RETRY_AFTER_DEFAULT)
+def retry_after(status: str) -> int | None:
+    """Seconds until a model of ``status`` is worth asking again; None when waiting does not help."""
+    return RETRY_AFTER.get(status)
 
 
 @dataclass(frozen=True, slots=True)

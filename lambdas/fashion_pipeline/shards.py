@@ -17,7 +17,7 @@ key ranges do not overlap one after the other (the usual case: the Distributed M
 the listing in order) and merges only the shards whose ranges do overlap. A key found in two
 shards (left by an earlier attempt with other batch boundaries) is taken from the newer shard.
 
-The ``origins`` column is marshal data (see ``manifest._run``), read back by the same Python
+The ``origins`` column is marshal data (see ``manifest.runs.pack_run``), read back by the same Python
 that wrote it: the children and the merge are functions of one deployment, on one runtime.
 """
 
@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import IO, Any, Iterable, Iterator
 
-from .manifest import _COLUMNS, Batch, BatchBuilder, ManifestAssembler, ManifestLines
+from .manifest import COLUMNS, Batch, BatchBuilder, ManifestAssembler, ManifestLines
 from .records import Record, Rejection
 
 FORMAT = "fashion-pipeline-shard/1"
@@ -82,7 +82,7 @@ class ShardWriter:
 
     def fragment(self, key: str, batch: Batch, outside: int) -> None:
         self._next(FRAGMENT, key)
-        columns = [getattr(batch, name) for name in _COLUMNS]
+        columns = [getattr(batch, name) for name in COLUMNS]
         header = {
             "kind": FRAGMENT, "key": key, "records": batch.records, "images": batch.images, "outside": outside,
             "columns": [len(column) for column in columns], "rejections": [r.to_dict() for r in batch.rejections],
@@ -163,7 +163,6 @@ def _in_order(shards: list[Shard], kind: str) -> Iterator[tuple[str, dict[str, A
 @dataclass
 class MergeCounts:
     fragments: int = 0
-    reports: int = 0
     outside: int = 0
 
 
@@ -179,5 +178,4 @@ def merge_into(assembler: ManifestAssembler, shards: Iterable[Shard]) -> MergeCo
     for _, header, _ in _in_order(shards, REPORT):
         for entry in header["rejections"]:
             assembler.reject(Rejection.from_dict(entry))
-        counts.reports += 1
     return counts

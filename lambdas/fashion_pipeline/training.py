@@ -42,6 +42,30 @@ class HistoryBudget:
 WORKFLOW_HISTORY = HistoryBudget(fixed=600, deletion=20, dataset=22, training=22, model=22)
 
 
+# The share of pair ids held out for the test manifest. Custom Labels trains a model on the
+# project's training AND test datasets ("training uses the training and test datasets
+# associated with the project", CreateProjectVersion,
+# https://docs.aws.amazon.com/rekognition/latest/APIReference/API_CreateProjectVersion.html), so
+# a training run always holds some out, and never more than half.
+TEST_FRACTION_MIN, TEST_FRACTION_MAX = 0.01, 0.5
+# ``convert`` alone may hold none out (a train manifest only): the test dataset is then made
+# on AWS by splitting the training one (DistributeDatasetEntries moves 20% of its images,
+# https://docs.aws.amazon.com/rekognition/latest/APIReference/API_DistributeDatasetEntries.html),
+# by image rather than by pair id.
+NO_TEST_SET = 0.0
+
+
+def test_fraction_problem(value: float, *, none_held_out: bool = False) -> str | None:
+    """Why ``value`` is no test fraction, else None: from TEST_FRACTION_MIN to TEST_FRACTION_MAX,
+    or NO_TEST_SET where ``none_held_out`` allows it (``convert``)."""
+    if none_held_out and value == NO_TEST_SET:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or not TEST_FRACTION_MIN <= value <= TEST_FRACTION_MAX:
+        also = f" (or {NO_TEST_SET:g} for no test manifest)" if none_held_out else ""
+        return f"must be a number from {TEST_FRACTION_MIN} to {TEST_FRACTION_MAX}{also}, got {value!r}"
+    return None
+
+
 class OptionsError(ValueError):
     """A training request that cannot be run; the message names the bad option, ``option`` too."""
 
@@ -88,7 +112,7 @@ class TrainingOptions:
             if isinstance(value, bool) or not isinstance(value, kind) or not (low <= value <= high) or (isinstance(value, float) and math.isnan(value)):
                 raise OptionsError(f"option {name} must be {'an integer' if integer else 'a number'} from {low} to {high}, got {value!r}", name)
 
-        number("test_fraction", 0.01, 0.5)
+        number("test_fraction", TEST_FRACTION_MIN, TEST_FRACTION_MAX)
         number("min_f1", 0.0, 1.0)
         number("inference_units", 1, 100, integer=True)
         number("seed", 0, 2**31, integer=True)

@@ -23,7 +23,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fashion_pipeline import lifecycle
-from inference.model import Runtime, error_code
+from inference.runtime import Runtime, error_code
 
 logger = Logger()
 # Only botocore is traced: its calls are all this function makes, and the default (patch

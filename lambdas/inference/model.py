@@ -1,326 +1,218 @@
-"""AWS side of the models: the SSM pointer, Rekognition status and listings, the activity table.
+"""The deployed model, as the routes see it: ``pointer``, ``describe``, ``start``, ``stop``, ``detect``.
 
-Shared by the API function (``handler``) and the idle auto-stop (``autostop``). What a
-container keeps between requests lives in a ``Runtime``: clients, the pointer (cached for
-``POINTER_TTL_SECONDS``) and the time of its last activity write (at most one a minute).
-Both clocks are injectable so tests can move time.
+This adapter is the only code of the API that talks to Rekognition, SSM and the activity
+table; it answers in domain terms (``fashion_pipeline.lifecycle`` statuses and summaries) and
+raises ``inference.errors`` (throttling through ``runtime.aws_call``), so no route sees a
+client or a botocore error. Error names are those of botocore's rekognition model
+(DetectCustomLabels, StartProjectVersion, StopProjectVersion).
 """
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
-import botocore.session
-from aws_lambda_powertools import Logger
-from botocore.config import Config
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import ClientError
 
-from fashion_pipeline.lifecycle import NOT_FOUND, ModelPointer, parse_pointer
+from fashion_pipeline import lifecycle
+from fashion_pipeline.lifecycle import ModelPointer
+from inference.errors import (
+    ImageNotFound,
+    ImageRejected,
+    ImageTooLarge,
+    InferenceError,
+    ModelConflict,
+    ModelNotDeployed,
+    ModelNotRunning,
+    ModelStarting,
+    RequestInvalid,
+)
+from inference.observability import logger, metrics, tracer
+from inference.runtime import Runtime, aws_call, current, error_code, status_of
 
-logger = Logger(child=True)
-
-THROTTLING = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException", "TooManyRequestsException"})
-ACTIVITY_INTERVAL_SECONDS = 60.0
-
-# API Gateway gives up after 29 s: each call's worst case (attempts x (connect + read))
-# stays under that, so the caller gets our answer (429, 500), not a gateway timeout.
-_CONFIGS = {
-    "rekognition": Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2}),
-    "s3": Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 2}),
-    "ssm": Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 2}),
-    "dynamodb": Config(connect_timeout=1, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 2}),
-}
-
-
-def error_code(exc: BaseException) -> str:
-    return exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _number(name: str, default: float, minimum: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum:g}, got {raw!r}")
-    return value
+EMULATOR_NOTE = "The model is the project's offline emulator of Rekognition Custom Labels, not a trained model."
+STARTABLE = frozenset({"TRAINING_COMPLETED", "STOPPED", "FAILED"})
+STOPPABLE = frozenset({lifecycle.RUNNING, lifecycle.STARTING})
+START_HINT = "start it with POST /model/start (an admin route)"
 
 
 @dataclass(frozen=True)
-class Settings:
-    model_parameter: str
-    dataset_bucket: str
-    activity_table: str
-    auto_start: bool = False
-    cors_origin: str = ""
-    pointer_ttl_seconds: float = 60.0
-    emulated: bool = False
-    idle_minutes: int = 30
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls(
-            model_parameter=os.environ.get("MODEL_PARAMETER", ""),
-            dataset_bucket=os.environ.get("DATASET_BUCKET", ""),
-            activity_table=os.environ.get("ACTIVITY_TABLE", ""),
-            auto_start=_flag(os.environ.get("AUTO_START")),
-            cors_origin=os.environ.get("CORS_ORIGIN", "").strip(),
-            pointer_ttl_seconds=_number("POINTER_TTL_SECONDS", 60.0, 0.0),
-            emulated=_flag(os.environ.get("CUSTOM_LABELS_EMULATED")),
-            idle_minutes=int(_number("IDLE_MINUTES", 30, 1)),
-        )
+class Transition:
+    pointer: ModelPointer
+    before: str
+    after: str
 
 
-class PointerCache:
-    """The model pointer, read at most once per ``ttl`` seconds per container.
+class DeployedModel:
+    """The model the SSM pointer names, through one container's ``Runtime``."""
 
-    "Nothing deployed" is cached too. When a refresh fails and an earlier value exists, the
-    earlier value is served (and the refresh retried after another ``ttl``) rather than
-    failing requests because SSM hiccuped.
-    """
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.settings = runtime.settings
 
-    def __init__(self, load: Callable[[], ModelPointer | None], ttl: float, clock: Callable[[], float]) -> None:
-        self._load, self._ttl, self._clock = load, ttl, clock
-        self._value: ModelPointer | None = None
-        self._loaded_at: float | None = None
-        self.loads = 0
+    # -- which model, and its status ----------------------------------------------------
+    def current_pointer(self) -> ModelPointer | None:
+        """The deployed model's pointer, or None when nothing is deployed."""
+        with aws_call("SSM"):
+            return self._runtime.pointer.get()
 
-    def get(self) -> ModelPointer | None:
-        now = self._clock()
-        if self._loaded_at is not None and now - self._loaded_at < self._ttl:
-            return self._value
-        try:
-            value = self._load()
-        except Exception:
-            if self._loaded_at is None:
-                raise
-            logger.warning("model pointer refresh failed; serving the cached pointer", exc_info=True)
-            self._loaded_at = now
-            return self._value
-        self.loads += 1
-        self._value, self._loaded_at = value, now
-        return value
-
-    def invalidate(self) -> None:
-        self._loaded_at = None
-
-
-class ActivityRecorder:
-    """Writes ``last_request_at`` for a model at most once per ``interval`` seconds.
-
-    The auto-stop needs minute precision at best (it runs every 5 minutes), so a busy API
-    costs one DynamoDB write a minute per container, not one per request. A failed write
-    never fails the request; it is retried after the interval.
-    """
-
-    def __init__(self, write: Callable[[str, int], None], clock: Callable[[], float], wall: Callable[[], float], interval: float = ACTIVITY_INTERVAL_SECONDS) -> None:
-        self._write, self._clock, self._wall, self._interval = write, clock, wall, interval
-        self._last: dict[str, float] = {}
-        self.writes = 0
-
-    def touch(self, model_arn: str) -> bool:
-        now = self._clock()
-        last = self._last.get(model_arn)
-        if last is not None and now - last < self._interval:
-            return False
-        self._last[model_arn] = now
-        try:
-            self._write(model_arn, int(self._wall()))
-        except Exception:
-            logger.warning("activity write failed", exc_info=True, extra={"model": model_arn})
-            return False
-        self.writes += 1
-        return True
-
-
-class Runtime:
-    """What one container keeps between invocations."""
-
-    def __init__(
-        self,
-        *,
-        settings: Settings | None = None,
-        clients: Mapping[str, Any] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings = settings or Settings.from_env()
-        self.clock, self.wall = clock, wall
-        self._clients: dict[str, Any] = dict(clients or {})
-        self.pointer = PointerCache(self.read_pointer, self.settings.pointer_ttl_seconds, clock)
-        self.activity = ActivityRecorder(self._write_activity, clock, wall)
-
-    def client(self, name: str) -> Any:
-        client = self._clients.get(name)
-        if client is None:
-            client = self._clients[name] = _session().create_client(name, config=_CONFIGS.get(name))
-        return client
-
-    # -- pointer and status -------------------------------------------------------------
-    def read_pointer(self) -> ModelPointer | None:
-        return read_pointer(self.client("ssm"), self.settings.model_parameter)
+    def pointer(self) -> ModelPointer:
+        pointer = self.current_pointer()
+        if pointer is None:
+            raise ModelNotDeployed()
+        return pointer
 
     def describe(self, pointer: ModelPointer) -> dict[str, Any] | None:
-        return describe_version(self.client("rekognition"), pointer)
+        """DescribeProjectVersions' description of the version, or None when it is gone."""
+        with aws_call("Rekognition"):
+            return self._runtime.describe(pointer)
 
-    def list_projects(self) -> list[str]:
-        return project_arns(self.client("rekognition"))
+    def status(self, pointer: ModelPointer) -> str:
+        return status_of(self.describe(pointer))
 
-    def list_versions(self, project_arn: str) -> list[dict[str, Any]]:
-        return project_versions(self.client("rekognition"), project_arn)
+    def summary(self, pointer: ModelPointer, status: str) -> dict[str, Any]:
+        summary: dict[str, Any] = {"version": pointer.version_name, "arn": pointer.project_version_arn, "status": status,
+                                   "f1": pointer.f1, "emulated": self.settings.emulated}  # fmt: skip
+        if self.settings.emulated:
+            summary["note"] = EMULATOR_NOTE
+        return summary
 
-    # -- activity -----------------------------------------------------------------------
-    def _write_activity(self, model_arn: str, epoch: int) -> None:
-        record_request(self.client("dynamodb"), self.settings.activity_table, model_arn, epoch)
+    def activity(self, pointer: ModelPointer) -> dict[str, Any]:
+        """What the activity table records of the model; nothing when it cannot be read."""
+        try:
+            return self._runtime.read_activity(pointer.project_version_arn)
+        except Exception:
+            logger.warning("could not read the activity table", exc_info=True)
+            return {}
 
-    def record(self, model_arn: str, **attributes: Any) -> None:
-        record(self.client("dynamodb"), self.settings.activity_table, model_arn, **attributes)
+    def running_besides(self, pointer: ModelPointer | None) -> dict[str, Any]:
+        """``running``: the pipeline's other RUNNING or STARTING models, with hourly cost estimates;
+        or ``running_error`` when they cannot be listed, which must not fail the answer."""
+        try:
+            projects = lifecycle.watched_projects(self._runtime.list_projects(), pointer)
+            versions = [version for project in projects for version in self._runtime.list_versions(project)]
+        except Exception as exc:  # AccessDenied, throttling, a timeout: the answer stands without the list
+            logger.warning("could not list the running models", exc_info=True)
+            return {"running_error": f"could not list the pipeline's other running models ({error_code(exc) or type(exc).__name__})"}
+        running = lifecycle.running_models(versions, exclude=pointer.project_version_arn if pointer else None)
+        return {"running": running, "running_cost_note": lifecycle.COST_NOTE}
 
-    def read_activity(self, model_arn: str) -> dict[str, Any]:
-        return read_activity(self.client("dynamodb"), self.settings.activity_table, model_arn)
+    # -- start and stop -----------------------------------------------------------------
+    def start(self) -> Transition:
+        return self._transition("start", STARTABLE)
 
-    def read_all_activity(self) -> dict[str, dict[str, Any]]:
-        return read_all_activity(self.client("dynamodb"), self.settings.activity_table)
+    def stop(self) -> Transition:
+        return self._transition("stop", STOPPABLE)
 
-
-@lru_cache(maxsize=1)
-def _session() -> Any:
-    """One botocore session per container. botocore rather than boto3: boto3 adds nothing
-    for these calls but its import (s3transfer and friends, ~80 ms of cold start)."""
-    return botocore.session.get_session()
-
-
-def read_pointer(ssm: Any, name: str) -> ModelPointer | None:
-    try:
-        value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
-    except ClientError as exc:
-        if error_code(exc) == "ParameterNotFound":
-            return None
-        raise
-    return parse_pointer(value)
-
-
-def describe_version(rekognition: Any, pointer: ModelPointer) -> dict[str, Any] | None:
-    """The pointer's version as DescribeProjectVersions describes it, or None when gone."""
-    try:
-        answer = rekognition.describe_project_versions(ProjectArn=pointer.project_arn, VersionNames=[pointer.version_name])
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":  # the project itself is gone
-            return None
-        raise
-    descriptions = answer.get("ProjectVersionDescriptions") or []
-    for description in descriptions:
-        if description.get("ProjectVersionArn") == pointer.project_version_arn:
-            return description
-    return descriptions[0] if descriptions else None
-
-
-def project_arns(rekognition: Any) -> list[str]:
-    """Every Custom Labels project of the account and region (DescribeProjects, every page)."""
-    return [str(p["ProjectArn"]) for p in _pages(rekognition.describe_projects, "ProjectDescriptions") if p.get("ProjectArn")]
-
-
-def project_versions(rekognition: Any, project_arn: str) -> list[dict[str, Any]]:
-    """Every version of a project (DescribeProjectVersions, every page); none once it is gone."""
-    try:
-        return _pages(rekognition.describe_project_versions, "ProjectVersionDescriptions", ProjectArn=project_arn)
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            return []
-        raise
-
-
-def _pages(call: Callable[..., Mapping[str, Any]], key: str, **params: Any) -> list[Any]:
-    """The ``key`` items of every page of a NextToken-paginated call."""
-    items: list[Any] = []
-    while True:
-        page = call(**params)
-        items += page.get(key) or []
-        if not page.get("NextToken"):
-            return items
-        params["NextToken"] = page["NextToken"]
-
-
-def status_of(description: Mapping[str, Any] | None) -> str:
-    return str(description.get("Status") or "UNKNOWN") if description else NOT_FOUND
-
-
-def _key(model_arn: str) -> dict[str, Any]:
-    return {"model": {"S": model_arn}}
-
-
-def record_request(dynamodb: Any, table: str, model_arn: str, epoch: int) -> None:
-    """Set ``last_request_at``, never moving it back (another container may be ahead)."""
-    try:
-        dynamodb.update_item(
-            TableName=table,
-            Key=_key(model_arn),
-            UpdateExpression="SET last_request_at = :t",
-            ConditionExpression="attribute_not_exists(last_request_at) OR last_request_at < :t",
-            ExpressionAttributeValues={":t": {"N": str(epoch)}},
-        )
-    except ClientError as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
+    def _transition(self, action: str, allowed: frozenset[str]) -> Transition:
+        pointer = self.pointer()
+        before = self.status(pointer)
+        if before not in allowed:
+            raise self._conflict(pointer, action, before)
+        try:
+            with aws_call("Rekognition"):
+                after = self._start_version(pointer) if action == "start" else self._stop_version(pointer)
+        except ClientError as exc:
+            if error_code(exc) in ("ResourceInUseException", "InvalidParameterException", "ResourceNotFoundException"):
+                raise self._conflict(pointer, action, self.status(pointer)) from None  # it changed meanwhile
             raise
+        metrics.add_metric(name=f"Model{action.title()}s", unit=MetricUnit.Count, value=1)
+        logger.info(f"model {action} requested", extra={"model": pointer.project_version_arn, "before": before, "after": after})
+        return Transition(pointer, before, after)
+
+    def _conflict(self, pointer: ModelPointer, action: str, status: str) -> ModelConflict:
+        allowed = ", ".join(sorted(STARTABLE if action == "start" else STOPPABLE))
+        return ModelConflict(f"cannot {action} the model: it is {status} (possible from {allowed})", model=self.summary(pointer, status))
+
+    def _start_version(self, pointer: ModelPointer) -> str:
+        answer = self._runtime.client("rekognition").start_project_version(
+            ProjectVersionArn=pointer.project_version_arn, MinInferenceUnits=pointer.inference_units
+        )
+        try:
+            self._runtime.record(pointer.project_version_arn, started_at=int(self._runtime.wall()))
+        except Exception:  # the auto-stop then counts from the last request or deployment
+            logger.warning("could not record the start time", exc_info=True)
+        return str(answer.get("Status") or lifecycle.STARTING)
+
+    def _stop_version(self, pointer: ModelPointer) -> str:
+        answer = self._runtime.client("rekognition").stop_project_version(ProjectVersionArn=pointer.project_version_arn)
+        try:
+            self._runtime.record(pointer.project_version_arn, stopped_at=int(self._runtime.wall()), stop_reason="api")
+        except Exception:
+            logger.warning("could not record the stop", exc_info=True)
+        return str(answer.get("Status") or lifecycle.STOPPING)
+
+    # -- detection ----------------------------------------------------------------------
+    @tracer.capture_method(capture_response=False)
+    def detect(self, pointer: ModelPointer, *, data: bytes | None = None, s3_key: str | None = None,
+               min_confidence: float | None = None, max_results: int | None = None) -> dict[str, Any]:  # fmt: skip
+        """DetectCustomLabels on image bytes or an object of the dataset bucket; a successful
+        call counts as activity (``last_request_at``) for the auto-stop."""
+        image = {"Bytes": data} if data is not None else {"S3Object": {"Bucket": self.settings.dataset_bucket, "Name": s3_key}}
+        params: dict[str, Any] = {"ProjectVersionArn": pointer.project_version_arn, "Image": image}
+        if min_confidence is not None:
+            params["MinConfidence"] = min_confidence
+        if max_results is not None:
+            params["MaxResults"] = max_results
+        try:
+            with aws_call("Rekognition"):
+                response = self._runtime.client("rekognition").detect_custom_labels(**params)
+        except ClientError as exc:
+            raise self._refusal(exc, pointer) from None
+        self._runtime.activity.touch(pointer.project_version_arn)
+        return response
+
+    def _refusal(self, exc: ClientError, pointer: ModelPointer) -> Exception:
+        code = error_code(exc)
+        if code in ("ResourceNotReadyException", "ResourceNotFoundException"):
+            return self._unavailable(pointer)
+        if code == "ImageTooLargeException":
+            return ImageTooLarge("Rekognition refused the image as too large (over 4 MB, or too many pixels)")
+        if code == "InvalidImageFormatException":
+            # The header probe passed (a JPEG or PNG header), the rest of the file did not.
+            return ImageRejected("image_corrupt", "Rekognition could not decode the image: it is not a valid JPEG or PNG file")
+        if code == "InvalidS3ObjectException":
+            return ImageNotFound("Rekognition could not read the object from the dataset bucket")
+        if code == "InvalidParameterException":
+            return RequestInvalid("Rekognition refused the request's parameters")
+        return exc  # AccessDeniedException, InternalServerError: 500
+
+    def _unavailable(self, pointer: ModelPointer) -> InferenceError:
+        """Why the model cannot answer; starts a STOPPED model when AUTO_START is on."""
+        status = self.status(pointer)
+        auto_start = self.settings.auto_start
+        message = f"the model is {status}, not RUNNING"
+        if status == lifecycle.STOPPED and auto_start:
+            try:
+                with aws_call("Rekognition"):
+                    status = self._start_version(pointer)
+                metrics.add_metric(name="ModelAutoStarts", unit=MetricUnit.Count, value=1)
+                logger.info("model auto-started", extra={"model": pointer.project_version_arn})
+                message = f"the model was STOPPED and this request started it ({pointer.inference_units} inference unit(s)); it takes several minutes"
+            except ClientError as exc:
+                if error_code(exc) != "ResourceInUseException":  # that one: another request started it first
+                    logger.warning("auto-start failed", exc_info=True)
+                    return ModelNotRunning(f"the model is STOPPED and could not be started automatically; {START_HINT}",
+                                           model=self.summary(pointer, status), auto_start=auto_start)  # fmt: skip
+                status, message = lifecycle.STARTING, "the model is STARTING"
+        elif status == lifecycle.RUNNING:  # it became RUNNING since the call failed
+            message = "the model is just becoming available"
+        retry_after = lifecycle.retry_after(status)
+        if retry_after is not None:
+            return ModelStarting(message, retry_after, model=self.summary(pointer, status), auto_start=auto_start)
+        return ModelNotRunning(f"{message}; {_hint(status)}", model=self.summary(pointer, status), auto_start=auto_start)
 
 
-def record(dynamodb: Any, table: str, model_arn: str, **attributes: Any) -> None:
-    """Set attributes of the model's activity item: numbers as N, the rest as S."""
-    if not attributes:
-        return
-    names = {f"#a{i}": name for i, name in enumerate(attributes)}
-    values = {f":v{i}": _attribute(value) for i, value in enumerate(attributes.values())}
-    dynamodb.update_item(
-        TableName=table,
-        Key=_key(model_arn),
-        UpdateExpression="SET " + ", ".join(f"#a{i} = :v{i}" for i in range(len(attributes))),
-        ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values,
-    )
+def _hint(status: str) -> str:
+    """What helps a model that will not become RUNNING by waiting."""
+    if status == lifecycle.STOPPING:
+        return f"wait until it is STOPPED, then {START_HINT}"
+    if status == lifecycle.NOT_FOUND:
+        return "the deployed version no longer exists: train and deploy a model again (fashion-pipeline train --dataset NAME)"
+    return START_HINT  # STOPPED, FAILED, TRAINING_COMPLETED: a start is possible
 
 
-def read_activity(dynamodb: Any, table: str, model_arn: str) -> dict[str, Any]:
-    return _attributes(dynamodb.get_item(TableName=table, Key=_key(model_arn), ConsistentRead=True).get("Item") or {})
-
-
-def read_all_activity(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
-    """What the table records of every model, by model ARN (Scan, every page). It holds one
-    small item per version the API or the auto-stop touched: a request or two for them all."""
-    found: dict[str, dict[str, Any]] = {}
-    params: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-    while True:
-        page = dynamodb.scan(**params)
-        for item in page.get("Items") or []:
-            found[item["model"]["S"]] = _attributes(item)
-        if not page.get("LastEvaluatedKey"):
-            return found
-        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
-def _attributes(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {name: _value(value) for name, value in item.items() if name != "model"}
-
-
-def _attribute(value: Any) -> dict[str, str]:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return {"S": str(value)}
-    return {"N": str(value)}
-
-
-def _value(attribute: Mapping[str, Any]) -> Any:
-    if "N" in attribute:
-        number = float(attribute["N"])
-        return int(number) if number.is_integer() else number
-    if "S" in attribute:
-        return attribute["S"]
-    return None
+def deployed() -> DeployedModel:
+    """The deployed model of this container's runtime."""
+    return DeployedModel(current())

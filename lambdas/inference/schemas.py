@@ -62,7 +62,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. image_too_large, model_not_running, throttled.")
     message: str
     model: ModelSummary | None = Field(None, description="The model and its status (503 and 409 answers).")
-    retry_after: int | None = Field(None, description="Seconds, as in the Retry-After header (429 and 503).")
+    retry_after: int | None = Field(None, description="Seconds, as in the Retry-After header: only with 429 throttled and 503 model_starting.")
     auto_start: bool | None = Field(None, description="Whether the API starts a STOPPED model on a request (503 answers).")
     details: list[dict] | None = Field(None, description="Which parameters failed validation (400 invalid_request).")
 

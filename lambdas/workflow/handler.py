@@ -4,6 +4,8 @@ The state machine does the Rekognition calls itself (SDK integrations); these fu
 only what needs logic. Each raises a named exception on a business failure, which Step
 Functions sees as the error name (``OptionsError``, ``DatasetBusy``,
 ``ManifestValidationError``) and routes to the failure path with the message as cause.
+Each reads its payload through its parser model (``workflow.events``); a payload that does not
+fit fails the task as ``ValidationError``, the message naming the field.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import boto3
 from botocore.config import Config
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fashion_pipeline import lifecycle
@@ -25,6 +28,9 @@ from fashion_pipeline.layout import REQUESTS_PREFIX
 from fashion_pipeline.training import OptionsError, TrainingOptions, check_dataset_name, evaluation_report, run_names
 from workflow import lock
 from workflow.assembly import DEFAULT_CONCURRENCY, ManifestValidationError, merge_shards, write_shard
+from workflow.events import (
+    AssembleEvent, DirectStart, EvaluateEvent, ExecutionInput, FinishEvent, PrepareEvent, RetireEvent, Run, ShardEvent, StateError,
+)
 
 logger = Logger()
 tracer = Tracer()
@@ -44,109 +50,110 @@ def _env(name: str) -> str:
     return os.environ[name]
 
 
-def _request_from(event: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _request_from(start: ExecutionInput) -> tuple[Any, dict[str, Any]]:
     """The dataset and options, from a direct start or a ``requests/<dataset>.json`` upload."""
-    if "detail" in event:  # EventBridge "Object Created" from the dataset bucket
-        key = event["detail"]["object"]["key"]
-        if not (key.startswith(REQUESTS_PREFIX) and key.endswith(".json")):
-            raise OptionsError(f"{key}: training requests are uploaded as {REQUESTS_PREFIX}<dataset>.json")
-        dataset = key[len(REQUESTS_PREFIX) : -len(".json")]
-        body = client("s3").get_object(Bucket=event["detail"]["bucket"]["name"], Key=key)["Body"].read()
-        try:
-            options = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise OptionsError(f"{key} is not valid JSON: {exc}") from None
-        if not isinstance(options, dict):
-            raise OptionsError(f"{key} must hold a JSON object of options")
-        return dataset, options
-    return event.get("dataset"), event.get("options") or {}
+    if isinstance(start, DirectStart):
+        return start.dataset, start.options or {}
+    # EventBridge "Object Created" from the dataset bucket
+    key = start.detail.object.key
+    if not (key.startswith(REQUESTS_PREFIX) and key.endswith(".json")):
+        raise OptionsError(f"{key}: training requests are uploaded as {REQUESTS_PREFIX}<dataset>.json")
+    dataset = key[len(REQUESTS_PREFIX) : -len(".json")]
+    body = client("s3").get_object(Bucket=start.detail.bucket.name, Key=key)["Body"].read()
+    try:
+        options = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise OptionsError(f"{key} is not valid JSON: {exc}") from None
+    if not isinstance(options, dict):
+        raise OptionsError(f"{key} must hold a JSON object of options")
+    return dataset, options
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def prepare(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    execution = event["execution"]
-    dataset, raw_options = _request_from(event["input"])
+@event_parser(model=PrepareEvent)
+def prepare(event: PrepareEvent, context: LambdaContext) -> dict[str, Any]:
+    execution = event.execution
+    dataset, raw_options = _request_from(event.input)
     dataset = check_dataset_name(dataset)
     options = TrainingOptions.parse(raw_options, json.loads(os.environ.get("TRAINING_DEFAULTS", "{}")))
     names = run_names(dataset, dt.datetime.now(dt.timezone.utc), execution.rsplit(":", 1)[-1])
     lease = options.max_run_seconds + LOCK_MARGIN_SECONDS
     lock.acquire(client("dynamodb"), _env("LOCK_TABLE"), dataset=dataset, execution=execution, seconds=lease)
     logger.info("run prepared", extra={"dataset": dataset, **names})
-    return {
-        "dataset": dataset,
-        "execution": execution,
-        **names,
-        "options": options.to_dict(),
-        "limits": options.limits,
-        "dataset_bucket": _env("DATASET_BUCKET"),
-        "artifacts_bucket": _env("ARTIFACTS_BUCKET"),
-    }
+    run = Run(dataset=dataset, execution=execution, **names, options=options.to_dict(), limits=options.limits,
+              dataset_bucket=_env("DATASET_BUCKET"), artifacts_bucket=_env("ARTIFACTS_BUCKET"))
+    return run.model_dump()
 
 
-def _assembly(run: dict[str, Any]) -> tuple[TrainingOptions, dict[str, Any]]:
+def _assembly(run: Run) -> tuple[TrainingOptions, dict[str, Any]]:
     """The run's options, and what both assembly steps are told about the run."""
-    options = TrainingOptions.parse(run["options"])
+    options = TrainingOptions.parse(run.options)
     return options, {
-        "dataset": run["dataset"], "dataset_bucket": run["dataset_bucket"], "artifacts_bucket": run["artifacts_bucket"],
-        "catalogue": options.catalogue(), "seed": options.seed, "job_name": run["version_name"], "concurrency": ASSEMBLY_CONCURRENCY,
+        "dataset": run.dataset, "dataset_bucket": run.dataset_bucket, "artifacts_bucket": run.artifacts_bucket,
+        "catalogue": options.catalogue(), "seed": options.seed, "job_name": run.version_name, "concurrency": ASSEMBLY_CONCURRENCY,
     }
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def shard(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=ShardEvent)
+def shard(event: ShardEvent, context: LambdaContext) -> dict[str, Any]:
     """A child of the "Read fragments" Distributed Map: its ItemBatcher's batch of fragments
     (``Items``, as the S3 ItemReader lists them) and the run (``BatchInput``)."""
-    run = event["BatchInput"]["run"]
+    run = event.BatchInput.run
     _, arguments = _assembly(run)
-    result = write_shard(client("s3"), items=event["Items"], run_prefix=run["prefix"], **arguments)
+    items = [item.model_dump() for item in event.Items]
+    result = write_shard(client("s3"), items=items, run_prefix=run.prefix, **arguments)
     logger.info("shard written", extra=result)
     return result
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def assemble(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=AssembleEvent)
+def assemble(event: AssembleEvent, context: LambdaContext) -> dict[str, Any]:
     """Merge the run's shards into the manifests, summary and report."""
-    run = event["run"]
+    run = event.run
     options, arguments = _assembly(run)
-    result = merge_shards(client("s3"), prefix=run["prefix"], test_fraction=options.test_fraction, region=os.environ.get("AWS_REGION"), **arguments)
+    result = merge_shards(client("s3"), prefix=run.prefix, test_fraction=options.test_fraction, region=os.environ.get("AWS_REGION"), **arguments)
     logger.info("assembled", extra=result)
     if result["problems"]:
-        raise ManifestValidationError("; ".join(result["problems"]) + f" (details: s3://{run['artifacts_bucket']}/{run['prefix']}report.json)")
+        raise ManifestValidationError("; ".join(result["problems"]) + f" (details: s3://{run.artifacts_bucket}/{run.prefix}report.json)")
     return result
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def evaluate(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    run, version = event["run"], event["version"]
-    options = TrainingOptions.parse(run["options"])
-    evaluation = version.get("EvaluationResult") or {}
-    location = (evaluation.get("Summary") or {}).get("S3Object") or {}
+@event_parser(model=EvaluateEvent)
+def evaluate(event: EvaluateEvent, context: LambdaContext) -> dict[str, Any]:
+    run, version = event.run, event.version
+    options = TrainingOptions.parse(run.options)
+    evaluation = version.EvaluationResult
+    location = evaluation.Summary.S3Object if evaluation and evaluation.Summary else None
     summary_file: dict[str, Any] = {}
-    if location.get("Bucket") and location.get("Name"):
-        summary_file = json.loads(client("s3").get_object(Bucket=location["Bucket"], Key=location["Name"])["Body"].read())
-    report = evaluation_report(summary_file, f1_score=evaluation.get("F1Score"), min_f1=options.min_f1, deploy=options.deploy)
-    report["project_version_arn"] = version["ProjectVersionArn"]
+    if location and location.Bucket and location.Name:
+        summary_file = json.loads(client("s3").get_object(Bucket=location.Bucket, Key=location.Name)["Body"].read())
+    report = evaluation_report(summary_file, f1_score=evaluation.F1Score if evaluation else None, min_f1=options.min_f1, deploy=options.deploy)
+    report["project_version_arn"] = version.ProjectVersionArn
     client("s3").put_object(
-        Bucket=run["artifacts_bucket"], Key=run["prefix"] + "evaluation.json", Body=json.dumps(report, indent=2).encode(), ContentType="application/json"
+        Bucket=run.artifacts_bucket, Key=run.prefix + "evaluation.json", Body=json.dumps(report, indent=2).encode(), ContentType="application/json"
     )
     return {"f1": report["overall"]["f1"], "deploy": report["deploy"], "reason": report["reason"]}
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def retire(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=RetireEvent)
+def retire(event: RetireEvent, context: LambdaContext) -> dict[str, Any]:
     """Once the run's model runs, stop the project's other running models (each bills by the
     hour, idle or not), unless the run keeps them."""
-    run, new_model = event["run"], event["model_arn"]
-    if run["options"].get("keep_previous_model_running"):
+    run, new_model = event.run, event.model_arn
+    if run.options.get("keep_previous_model_running"):
         return {"stopped": [], "kept": "keep_previous_model_running is set"}
     rekognition = client("rekognition")
     descriptions = []
-    for page in rekognition.get_paginator("describe_project_versions").paginate(ProjectArn=event["project_arn"]):
+    for page in rekognition.get_paginator("describe_project_versions").paginate(ProjectArn=event.project_arn):
         descriptions += page.get("ProjectVersionDescriptions", [])
     stopped = []
     for arn in lifecycle.models_to_stop(descriptions, keep=new_model):
@@ -159,47 +166,44 @@ def retire(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {"stopped": stopped}
 
 
-def _reason(error: dict[str, Any] | None) -> str:
+def _reason(error: StateError | None) -> str:
     if not error:
         return ""
-    cause = error.get("Cause") or ""
+    cause = error.Cause or ""
     try:
         cause = json.loads(cause).get("errorMessage", cause)
     except (ValueError, AttributeError):
         pass
-    return f"{error.get('Error', 'Error')}: {cause}".strip()
+    return f"{error.Error}: {cause}".strip()
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
-def finish(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+@event_parser(model=FinishEvent)
+def finish(event: FinishEvent, context: LambdaContext) -> dict[str, Any]:
     """Record the outcome of a run next to its manifests, free the dataset and word the news.
 
     ``state`` is the whole execution state at that point: whatever earlier steps produced
     (``run``, ``evaluation``, ``model``, ``error``), on top of the execution input.
     """
-    outcome = event["outcome"]
-    state = event.get("state") or {}
-    run = state.get("run") or {}
-    evaluation = state.get("evaluation") or {}
-    reason = _reason(state.get("error")) if outcome == "failed" else evaluation.get("reason", "")
+    outcome, state, run, evaluation = event.outcome, event.state, event.state.run, event.state.evaluation
+    reason = _reason(state.error) if outcome == "failed" else (evaluation.reason if evaluation else "")
     message = {
         "status": outcome,
-        "dataset": run.get("dataset") or state.get("dataset"),
-        "run_id": run.get("run_id"),
-        "project_version": run.get("version_name"),
-        "f1": evaluation.get("f1"),
+        "dataset": (run.dataset if run else None) or state.dataset,
+        "run_id": run.run_id if run else None,
+        "project_version": run.version_name if run else None,
+        "f1": evaluation.f1 if evaluation else None,
         "reason": reason,
-        "model_arn": (state.get("version") or {}).get("ProjectVersionArn") if outcome == "succeeded" else None,
-        "stopped_models": (state.get("retired") or {}).get("stopped", []),
-        "execution": run.get("execution"),
+        "model_arn": state.version.ProjectVersionArn if outcome == "succeeded" and state.version else None,
+        "stopped_models": state.retired.stopped if state.retired else [],
+        "execution": run.execution if run else None,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    if run.get("prefix"):
-        client("s3").put_object(Bucket=run["artifacts_bucket"], Key=run["prefix"] + "outcome.json", Body=json.dumps(message, indent=2).encode(), ContentType="application/json")
-    if run.get("dataset") and run.get("execution"):
-        lock.release(client("dynamodb"), _env("LOCK_TABLE"), dataset=run["dataset"], execution=run["execution"])
+    if run:
+        client("s3").put_object(Bucket=run.artifacts_bucket, Key=run.prefix + "outcome.json", Body=json.dumps(message, indent=2).encode(), ContentType="application/json")
+        lock.release(client("dynamodb"), _env("LOCK_TABLE"), dataset=run.dataset, execution=run.execution)
     metrics.add_metric(name=f"Runs_{outcome}", unit=MetricUnit.Count, value=1)
     logger.info("run finished", extra=message)
     subject = {"succeeded": "deployed", "not_deployed": "trained, not deployed", "failed": "FAILED"}[outcome]

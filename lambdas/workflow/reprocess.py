@@ -1,7 +1,8 @@
 """The one function of the "Reprocess" state machine: re-enqueue a dataset's annotation objects.
 
 The machine (``infrastructure/reprocess.py``) calls it in three steps, told apart by the
-shape of the event:
+shape of the event (``workflow.events.ReprocessStep``, the parser model of each; an event of
+none fails with ``ValidationError`` "not a Reprocess step"):
 
 * ``{"check": {"dataset": NAME}}``: the name is checked with the rule ``train`` uses
   (``OptionsError`` fails the execution with the reason); returns ``{"dataset", "prefix"}``.
@@ -27,11 +28,13 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from fashion_pipeline.s3_events import s3_notification
 from fashion_pipeline.layout import ANNOTATIONS_PREFIX
 from fashion_pipeline.training import check_dataset_name
+from workflow.events import CheckStep, ListedObject, ReprocessStep, SendBatchStep, TotalArguments
 
 logger = Logger()
 tracer = Tracer()
@@ -60,13 +63,12 @@ def check(dataset: Any) -> dict[str, str]:
     return {"dataset": dataset, "prefix": dataset_prefix(dataset)}
 
 
-def notifications(bucket: str, items: list[dict[str, Any]]) -> list[str]:
+def notifications(bucket: str, items: list[ListedObject]) -> list[str]:
     """The message bodies for a batch of ItemReader items; folder markers ('.../') are skipped."""
     return [
-        json.dumps(s3_notification(bucket, item["Key"], size=int(item.get("Size") or 0),
-                                   etag=str(item.get("Etag") or "").strip('"'), event_name=EVENT_NAME))
+        json.dumps(s3_notification(bucket, item.Key, size=item.Size, etag=item.Etag.strip('"'), event_name=EVENT_NAME))
         for item in items
-        if not item["Key"].endswith("/")
+        if not item.Key.endswith("/")
     ]
 
 
@@ -88,26 +90,23 @@ def send_all(sqs: Any, queue_url: str, bodies: list[str], *, attempts: int = SEN
     return len(bodies)
 
 
-def send_batch(event: dict[str, Any]) -> dict[str, int]:
-    bodies = notifications(os.environ["DATASET_BUCKET"], event["Items"])
+def send_batch(event: SendBatchStep) -> dict[str, int]:
+    bodies = notifications(os.environ["DATASET_BUCKET"], event.Items)
     sent = send_all(client("sqs"), os.environ["QUEUE_URL"], bodies)
-    logger.info("batch re-enqueued", extra={"dataset": event.get("BatchInput", {}).get("dataset"), "sent": sent,
-                                            "items": len(event["Items"])})
+    logger.info("batch re-enqueued", extra={"dataset": event.BatchInput.dataset, "sent": sent, "items": len(event.Items)})
     return {"sent": sent}
 
 
-def total(event: dict[str, Any]) -> dict[str, Any]:
-    batches = event.get("batches") or []
-    return {"dataset": event["dataset"], "objects": sum(int(b.get("sent", 0)) for b in batches), "batches": len(batches)}
+def total(event: TotalArguments) -> dict[str, Any]:
+    return {"dataset": event.dataset, "objects": sum(batch.sent for batch in event.batches), "batches": len(event.batches)}
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "Items" in event:
+@event_parser(model=ReprocessStep)
+def handler(event: ReprocessStep, context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, SendBatchStep):
         return send_batch(event)
-    if "check" in event:
-        return check(event["check"].get("dataset"))
-    if "total" in event:
-        return total(event["total"])
-    raise ValueError(f"not a Reprocess step: {sorted(event)}")
+    if isinstance(event, CheckStep):
+        return check(event.check.dataset)
+    return total(event.total)

@@ -86,7 +86,7 @@ def test_duplicate_image_is_reported():
 
 
 def test_overlong_line_is_reported(monkeypatch):
-    monkeypatch.setattr("fashion_pipeline.manifest.MAX_LINE_CHARS", 600)
+    monkeypatch.setattr("fashion_pipeline.manifest.lines.MAX_LINE_CHARS", 600)
     _, _, summary, rejected = assemble([record("a", [box()] * 10), record("b", [box()], pair="2")], test_fraction=0.0)
     assert summary["lines_out"] == 1
     assert rejected[0]["reason"] == "line_too_long"
@@ -141,9 +141,10 @@ def test_partitioned_finish_gives_the_same_output(monkeypatch):
     records += duplicates
     records += [record(f"lone{i}", [box(labels[i % 6])], pair=None) for i in range(40)]
     whole = assemble(records, max_lines=200)
-    monkeypatch.setattr("fashion_pipeline.manifest.ONE_PART_RECORDS", 16)
-    monkeypatch.setattr("fashion_pipeline.manifest.PARTITION_RECORDS", 16)
-    monkeypatch.setattr("fashion_pipeline.manifest.BLOCK_RECORDS", 32)  # and columns read in several blocks
+    monkeypatch.setattr("fashion_pipeline.manifest.assembler.ONE_PART_RECORDS", 16)
+    monkeypatch.setattr("fashion_pipeline.manifest.assembler.PARTITION_RECORDS", 16)
+    monkeypatch.setattr("fashion_pipeline.manifest.spool.BLOCK_RECORDS", 32)  # and columns read in several blocks
+    monkeypatch.setattr("fashion_pipeline.manifest.assembler.PENDING_RECORDS", 8)  # of many small batches
     parted = assemble(records, max_lines=200)
     assert parted == whole
     train, test, summary, rejected = whole
@@ -156,7 +157,7 @@ def test_partitioned_finish_with_more_than_64_labels(monkeypatch):
     catalogue = LabelCatalogue(mapping={}, categories=frozenset(f"c{i:02d}" for i in range(80)))
     records = [record(f"{i:04d}", [box(f"c{i % 80:02d}"), box(f"c{(i * 3) % 80:02d}")], pair=str(i // 2)) for i in range(400)]
     whole = assemble(records, catalogue=catalogue)
-    monkeypatch.setattr("fashion_pipeline.manifest.ONE_PART_RECORDS", 50)
-    monkeypatch.setattr("fashion_pipeline.manifest.PARTITION_RECORDS", 50)
+    monkeypatch.setattr("fashion_pipeline.manifest.assembler.ONE_PART_RECORDS", 50)
+    monkeypatch.setattr("fashion_pipeline.manifest.assembler.PARTITION_RECORDS", 50)
     assert assemble(records, catalogue=catalogue) == whole
     assert set(whole[2]["test"]["boxes"]) <= set(whole[2]["train"]["boxes"]) and whole[2]["test"]["images"] > 0

@@ -160,7 +160,7 @@ def test_assembly_puts_the_problems_in_summary_json_and_report_json(monkeypatch)
     from fashion_pipeline.records import Box, Record
     from workflow.assembly import assemble_in_process
 
-    monkeypatch.setattr("fashion_pipeline.manifest.MAX_IMAGES_BY_REGION", {None: (250_000, 250_000), "eu-west-2": (1, 1)})
+    monkeypatch.setattr("fashion_pipeline.manifest.checks.MAX_IMAGES_BY_REGION", {None: (250_000, 250_000), "eu-west-2": (1, 1)})
     records = [Record("a.json", f"s3://data/images/demo/{i}.jpg", 640, 480, 3, str(i), (Box("skirt", 1, 2, 30, 40),), "2024-01-01") for i in range(10)]
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")

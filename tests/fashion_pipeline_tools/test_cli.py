@@ -161,7 +161,7 @@ def test_bad_arguments_name_the_problem(args, message, sample_set, tmp_path, cap
 def test_bad_test_fraction_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["convert", "a", "--images", "b", "--image-uri", URI, "--out", "c", "--test-fraction", "1.5"])
-    assert "below 1" in capsys.readouterr().err
+    assert "must be a number from 0.01 to 0.5 (or 0 for no test manifest), got 1.5" in capsys.readouterr().err
 
 
 def test_train_refuses_a_dataset_name_with_the_workflows_rule(capsys):
@@ -170,3 +170,55 @@ def test_train_refuses_a_dataset_name_with_the_workflows_rule(capsys):
     error = capsys.readouterr().err
     assert "fashion-pipeline: error: --dataset: dataset name 'My Data' must be 1-64 letters, digits" in error
     assert "Traceback" not in error
+
+
+# -- --test-fraction: one rule for convert and train (fashion_pipeline.training) -------------
+@pytest.mark.parametrize("fraction", ["0.005", "0.51", "1", "-0.1", "nan", "a fifth"])
+def test_convert_refuses_a_test_fraction_train_would_refuse(fraction, sample_set, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["convert", str(sample_set.annotations), "--images", str(sample_set.images), "--image-uri", URI,
+              "--out", str(tmp_path / "out"), "--test-fraction", fraction])
+    assert exit.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("fashion-pipeline convert: error: argument --test-fraction:")
+    assert ("from 0.01 to 0.5 (or 0 for no test manifest)" in error) or "is not a number" in error
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("fraction", ["0.005", "0.51", "0"])
+def test_train_refuses_the_same_fractions_and_zero(fraction, capsys):
+    code = main(["train", "--dataset", "demo", "--test-fraction", fraction])
+    assert code == 2
+    assert "option test_fraction must be a number from 0.01 to 0.5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fraction", ["0.01", "0.5"])
+def test_the_bounds_are_accepted_by_convert(fraction, sample_set, tmp_path, capsys):
+    code = main(["convert", str(sample_set.annotations), "--images", str(sample_set.images), "--image-uri", URI,
+                 "--out", str(tmp_path / "out"), "--test-fraction", fraction])
+    # 1% of the small sample is no image: exit 3, a test manifest Rekognition would refuse, not a usage error.
+    assert code == (3 if fraction == "0.01" else 0)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["summary"]["test_fraction"]["requested"] == float(fraction)
+    assert "warning: --test-fraction" not in capsys.readouterr().err
+
+
+def test_convert_with_no_test_set_says_what_custom_labels_then_needs(sample_set, tmp_path, capsys):
+    lines, report = convert(sample_set.annotations, sample_set.images, tmp_path / "out", "--test-fraction", "0")
+    assert lines["test"] == [] and lines["train"]
+    err = capsys.readouterr().err
+    assert "warning: --test-fraction 0: the test manifest will be empty" in err
+    assert "DistributeDatasetEntries" in err
+    assert report["summary"]["problems"] == []  # asked for: not a refusal (see manifest_problems)
+
+
+def test_train_and_convert_share_the_rule():
+    from fashion_pipeline.training import OptionsError, TEST_FRACTION_MAX, TEST_FRACTION_MIN, TrainingOptions, test_fraction_problem
+
+    assert TrainingOptions.parse({"test_fraction": TEST_FRACTION_MIN}).test_fraction == TEST_FRACTION_MIN
+    assert TrainingOptions.parse({"test_fraction": TEST_FRACTION_MAX}).test_fraction == TEST_FRACTION_MAX
+    for value in (0.0, TEST_FRACTION_MAX + 0.01):
+        with pytest.raises(OptionsError):
+            TrainingOptions.parse({"test_fraction": value})
+    assert test_fraction_problem(0.0) is not None and test_fraction_problem(0.0, none_held_out=True) is None
+    assert test_fraction_problem(0.6, none_held_out=True) is not None

@@ -16,7 +16,8 @@ from botocore.exceptions import ClientError
 from PIL import Image
 
 from inference import handler as api
-from inference.model import Settings
+from inference import runtime as inference_runtime
+from inference.settings import Settings
 
 MODEL_PARAMETER = "/fashion-pipeline/model"
 DATASET_BUCKET = "fashion-dataset-test"
@@ -321,7 +322,7 @@ def install(fakes: Fakes, **setting_changes: Any) -> Fakes:
     clients = {"rekognition": fakes.rekognition, "ssm": fakes.ssm, "dynamodb": fakes.dynamodb}
     if fakes.s3 is not None:
         clients["s3"] = fakes.s3
-    api.reset(settings=settings(**setting_changes), clients=clients, clock=fakes.clock, wall=fakes.wall)
+    inference_runtime.reset(settings=settings(**setting_changes), clients=clients, clock=fakes.clock, wall=fakes.wall)
     return fakes
 
 
@@ -331,4 +332,4 @@ def fakes() -> Fakes:
     made = Fakes(FakeRekognition(), FakeSSM(), FakeDynamoDB(), Clock(), Clock(1_795_867_200.0))
     install(made)
     yield made
-    api.reset(settings=settings(), clients={})
+    inference_runtime.reset(settings=settings(), clients={})

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from inference import autostop
-from inference.model import Runtime
+from inference.runtime import Runtime
 
 from .conftest import (
     PROJECT_ARN,

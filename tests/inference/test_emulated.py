@@ -19,6 +19,7 @@ from fashion_pipeline.manifest import manifest_line
 from fashion_pipeline.records import Box, Record
 from inference import autostop
 from inference import handler as api
+from inference import runtime as inference_runtime
 from inference.render import label_colour
 
 from .conftest import ACTIVITY_TABLE, DATASET_BUCKET, MODEL_PARAMETER, Clock, LambdaContext, api_event, call, settings
@@ -96,10 +97,10 @@ def deployed():
             KeySchema=[{"AttributeName": "model", "KeyType": "HASH"}], AttributeDefinitions=[{"AttributeName": "model", "AttributeType": "S"}],
         )  # fmt: skip
         model.clock, model.wall = Clock(), Clock(T0 + 60)
-        api.reset(settings=settings(emulated=True), clock=model.clock, wall=model.wall)
+        inference_runtime.reset(settings=settings(emulated=True), clock=model.clock, wall=model.wall)
         model.controller = controller
         yield model
-        api.reset(settings=settings(), clients={})
+        inference_runtime.reset(settings=settings(), clients={})
         autostop.runtime = None
     controller.reset()
 
@@ -154,7 +155,8 @@ def test_model_routes_end_to_end(deployed):
     assert stopped.status == 202 and stopped.json["model"]["status"] == "STOPPING"
     assert deployed.settle() == "STOPPED"
     answer = call(api_event("POST", "/detections", body=IMAGE, content_type="image/png"))
-    assert (answer.status, answer.error["model"]["status"], answer.headers["Retry-After"]) == (503, "STOPPED", "300")
+    assert (answer.status, answer.error["code"], answer.error["model"]["status"]) == (503, "model_not_running", "STOPPED")
+    assert "Retry-After" not in answer.headers and "POST /model/start" in answer.error["message"]  # waiting would not help
     assert call(api_event("POST", "/model/start")).status == 202
     assert deployed.settle() == "RUNNING"
     assert call(api_event("POST", "/detections", body=IMAGE, content_type="image/png")).status == 200
@@ -163,7 +165,7 @@ def test_model_routes_end_to_end(deployed):
 def test_auto_start_end_to_end(deployed):
     deployed.rek.stop_project_version(ProjectVersionArn=deployed.arn)
     deployed.settle()
-    api.reset(settings=settings(emulated=True, auto_start=True), clock=deployed.clock, wall=deployed.wall)
+    inference_runtime.reset(settings=settings(emulated=True, auto_start=True), clock=deployed.clock, wall=deployed.wall)
     answer = call(api_event("POST", "/detections", body=IMAGE, content_type="image/png"))
     assert (answer.status, answer.error["code"]) == (503, "model_starting")
     assert deployed.settle() == "RUNNING"
@@ -174,7 +176,7 @@ def test_auto_start_end_to_end(deployed):
 
 def test_throttled_detection_end_to_end(deployed):
     # The deployed client tries twice with back-off; here once, so the test does not sleep.
-    api.runtime._clients["rekognition"] = boto3.client("rekognition", region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
+    inference_runtime.current()._clients["rekognition"] = boto3.client("rekognition", region_name=REGION, config=Config(retries={"total_max_attempts": 1}))
     deployed.controller.inject_error("DetectCustomLabels", "ThrottlingException")
     answer = call(api_event("POST", "/detections", body=IMAGE, content_type="image/png"))
     assert (answer.status, answer.error["code"]) == (429, "throttled")

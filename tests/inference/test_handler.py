@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from inference import handler as api
-from inference import schemas
+from inference import openapi, routes, schemas
 
 from .conftest import (
     DATASET_BUCKET,
@@ -175,9 +175,18 @@ def test_undecodable_images_are_400(fakes):
     broken_header = b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 4  # a JPEG that ends in its first segment
     answer = detect(broken_header)
     assert (answer.status, answer.error["code"]) == (400, "image_corrupt")
+    assert answer.error["message"].startswith("the image cannot be decoded: JPEG")
+    assert not fakes.rekognition.calls
     # A sound header with garbage after it: Rekognition is the one to notice.
     fakes.rekognition.fail("DetectCustomLabels", "InvalidImageFormatException")
     answer = detect(JPEG[:200])
+    assert (answer.status, answer.error["code"]) == (400, "image_corrupt")
+    assert "Rekognition could not decode the image" in answer.error["message"]
+
+
+def test_an_s3_object_rekognition_cannot_decode_is_400(with_s3):
+    with_s3.rekognition.fail("DetectCustomLabels", "InvalidImageFormatException")
+    answer = detect({"s3_key": "images/demo/a.jpg"})
     assert (answer.status, answer.error["code"]) == (400, "image_corrupt")
 
 
@@ -198,6 +207,8 @@ def test_no_model_deployed_is_503(fakes):
     fakes.ssm.value = json.dumps({"status": "none"})
     answer = detect()
     assert (answer.status, answer.error["code"]) == (503, "model_not_deployed")
+    assert "Retry-After" not in answer.headers and "retry_after" not in answer.error
+    assert "train" in answer.error["message"]
     assert answer.error["model"] == {"status": "NONE"}
     assert not fakes.rekognition.calls
 
@@ -207,18 +218,38 @@ def test_missing_pointer_parameter_is_503(fakes):
     assert detect().error["code"] == "model_not_deployed"
 
 
-@pytest.mark.parametrize("status, retry", [("STOPPED", "300"), ("STARTING", "60"), ("STOPPING", "60"), ("FAILED", "300")])
-def test_model_not_running_is_503_with_status_and_retry_after(fakes, status, retry):
+def test_a_starting_model_is_503_with_retry_after(fakes):
+    fakes.rekognition.status = "STARTING"
+    answer = detect()
+    assert (answer.status, answer.error["code"], answer.headers["Retry-After"]) == (503, "model_starting", "60")
+    error = answer.error
+    assert error["model"]["status"] == "STARTING" and error["retry_after"] == 60 and error["auto_start"] is False
+    assert not fakes.rekognition.ops("StartProjectVersion")
+
+
+@pytest.mark.parametrize("status, hint", [("STOPPED", "POST /model/start"), ("STOPPING", "wait until it is STOPPED"), ("FAILED", "POST /model/start")])
+def test_a_model_that_waiting_does_not_help_is_503_without_retry_after(fakes, status, hint):
     fakes.rekognition.status = status
     answer = detect()
-    assert answer.status == 503
-    assert answer.headers["Retry-After"] == retry
-    error = answer.error
-    assert error["code"] == ("model_starting" if status == "STARTING" else "model_not_running")
-    assert error["model"]["status"] == status
-    assert error["retry_after"] == int(retry)
-    assert error["auto_start"] is False
+    assert (answer.status, answer.error["code"]) == (503, "model_not_running")
+    assert "Retry-After" not in answer.headers and "retry_after" not in answer.error
+    assert answer.error["model"]["status"] == status and answer.error["auto_start"] is False
+    assert hint in answer.error["message"]
     assert not fakes.rekognition.ops("StartProjectVersion")
+
+
+def test_a_deleted_version_is_503_without_retry_after(fakes):
+    fakes.rekognition.fail("DetectCustomLabels", "ResourceNotFoundException")
+    fakes.rekognition.fail("DescribeProjectVersions", "ResourceNotFoundException")
+    answer = detect()
+    assert (answer.status, answer.error["code"], answer.error["model"]["status"]) == (503, "model_not_running", "NOT_FOUND")
+    assert "Retry-After" not in answer.headers and "train" in answer.error["message"]
+
+
+def test_a_model_that_just_became_running_is_503_with_a_short_retry_after(fakes):
+    fakes.rekognition.fail("DetectCustomLabels", "ResourceNotReadyException")  # status RUNNING by the time it is described
+    answer = detect()
+    assert (answer.status, answer.error["code"], answer.headers["Retry-After"], answer.error["retry_after"]) == (503, "model_starting", "5", 5)
 
 
 def test_stopped_model_is_started_with_auto_start(fakes):
@@ -229,7 +260,7 @@ def test_stopped_model_is_started_with_auto_start(fakes):
     assert answer.error["code"] == "model_starting"
     assert answer.error["model"]["status"] == "STARTING"
     assert "started" in answer.error["message"]
-    assert answer.headers["Retry-After"] == "60"
+    assert answer.headers["Retry-After"] == "60" and answer.error["retry_after"] == 60
     assert fakes.rekognition.ops("StartProjectVersion") == [{"ProjectVersionArn": VERSION_ARN, "MinInferenceUnits": 2}]
     assert fakes.dynamodb.items[VERSION_ARN]["started_at"] == {"N": str(int(fakes.wall.now))}
     # The next request sees it starting and does not start it again.
@@ -244,6 +275,16 @@ def test_auto_start_race_lost_still_reports_starting(fakes):
     fakes.rekognition.fail("StartProjectVersion", "ResourceInUseException")
     answer = detect()
     assert (answer.status, answer.error["code"], answer.error["model"]["status"]) == (503, "model_starting", "STARTING")
+    assert answer.headers["Retry-After"] == "60"
+
+
+def test_auto_start_failure_is_503_without_retry_after(fakes):
+    install(fakes, auto_start=True)
+    fakes.rekognition.status = "STOPPED"
+    fakes.rekognition.fail("StartProjectVersion", "AccessDeniedException")
+    answer = detect()
+    assert (answer.status, answer.error["code"], answer.error["model"]["status"]) == (503, "model_not_running", "STOPPED")
+    assert "Retry-After" not in answer.headers and "could not be started" in answer.error["message"]
 
 
 @pytest.mark.parametrize("code", ["ThrottlingException", "ProvisionedThroughputExceededException", "LimitExceededException"])
@@ -251,7 +292,7 @@ def test_throttled_by_rekognition_is_429(fakes, code):
     fakes.rekognition.fail("DetectCustomLabels", code)
     answer = detect()
     assert (answer.status, answer.error["code"]) == (429, "throttled")
-    assert answer.headers["Retry-After"] == "2"
+    assert (answer.headers["Retry-After"], answer.error["retry_after"]) == ("2", 2)
 
 
 def test_unexpected_failure_is_500_without_internals(fakes, caplog):
@@ -472,7 +513,7 @@ def test_openapi_document(fakes):
     answer = call(api_event("GET", "/openapi.json"))
     assert answer.status == 200
     document = answer.json
-    assert document["info"]["title"] == api.API_TITLE and document["info"]["version"] == api.API_VERSION
+    assert document["info"]["title"] == openapi.API_TITLE and document["info"]["version"] == openapi.API_VERSION
     assert document["info"]["description"]
     assert set(document["paths"]) == {"/detections", "/model", "/model/start", "/model/stop"}
     detect_op = document["paths"]["/detections"]["post"]
@@ -517,10 +558,10 @@ def test_emulated_model_says_so(fakes):
 @pytest.fixture
 def cors_api(monkeypatch):
     monkeypatch.setenv("CORS_ORIGIN", "https://example.com")
-    importlib.reload(api)
-    yield api
+    importlib.reload(routes)
+    yield routes
     monkeypatch.delenv("CORS_ORIGIN")
-    importlib.reload(api)
+    importlib.reload(routes)
 
 
 def test_cors_headers_for_the_configured_origin(cors_api, fakes):

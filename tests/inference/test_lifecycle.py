@@ -88,9 +88,11 @@ def test_iso_and_latest():
     assert latest(None, None) is None
 
 
-def test_retry_after_by_status():
-    assert retry_after("STARTING") == retry_after("STOPPING") == 60
-    assert retry_after("STOPPED") == retry_after("FAILED") == 300
+def test_retry_after_only_where_waiting_helps():
+    assert retry_after("STARTING") == 60
+    assert retry_after("RUNNING") == 5  # found RUNNING after a refused call: it just became available
+    for status in ("STOPPED", "STOPPING", "FAILED", "TRAINING_COMPLETED", "NOT_FOUND", "NONE"):
+        assert retry_after(status) is None, status
 
 
 # -- idle decision -----------------------------------------------------------------------

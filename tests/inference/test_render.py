@@ -187,7 +187,7 @@ def test_json_path_never_imports_pillow():
     script = """
 import json, sys
 from inference import handler
-from inference.model import Settings
+from inference.settings import Settings
 class Rek:
     def detect_custom_labels(self, **p):
         return {"CustomLabels": [{"Name": "vest", "Confidence": 90.0, "Geometry": {"BoundingBox": {"Left": 0.1, "Top": 0.1, "Width": 0.5, "Height": 0.5}}}]}
@@ -197,7 +197,8 @@ class Ssm:
 class Ddb:
     def update_item(self, **p):
         return {}
-handler.reset(settings=Settings("/m", "b", "t"), clients={"rekognition": Rek(), "ssm": Ssm(), "dynamodb": Ddb()})
+import inference.runtime
+inference.runtime.reset(settings=Settings("/m", "b", "t"), clients={"rekognition": Rek(), "ssm": Ssm(), "dynamodb": Ddb()})
 import base64
 png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000800000008008020000004c5cf69c")
 event = {"resource": "/detections", "path": "/detections", "httpMethod": "POST", "headers": {"Content-Type": "image/png"},

@@ -20,6 +20,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from fashion_pipeline.s3_events import s3_notification
 from fashion_pipeline_tools.local.environment import emulate
 from fashion_pipeline_tools.local.server import sqs_record
 from fashion_pipeline_tools.sample import generate
@@ -62,7 +63,8 @@ class Harness:
 
     def convert(self, key):
         """What S3 -> SQS -> Lambda delivers for an uploaded annotation object."""
-        notification = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": self.dataset_bucket}, "object": {"key": key}}}]}
+        head = self.s3.head_object(Bucket=self.dataset_bucket, Key=key)
+        notification = s3_notification(self.dataset_bucket, key, size=head["ContentLength"], etag=head["ETag"].strip('"'))
         message = {"MessageId": uuid.uuid4().hex, "ReceiptHandle": "local", "Body": json.dumps(notification)}
         record = sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:annotations", "us-east-1")
         answer = json.loads(self.pipeline.runtime.invoke(self.pipeline.function("converter.handler.handler"), json.dumps({"Records": [record]})))
@@ -138,3 +140,16 @@ def harness_for(template):
 def harness(synthesized):
     with harness_for(synthesized.template_dict) as built:
         yield built
+
+
+def eventbridge_object_created(bucket, key, size=1, etag="0"):
+    """S3's "Object Created" event on EventBridge, every field AWS sends ("Amazon S3 event
+    notifications with EventBridge", the Object Created example:
+    https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html)."""
+    return {
+        "version": "0", "id": str(uuid.uuid4()), "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "region": "us-east-1", "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket},
+                   "object": {"key": key, "size": size, "etag": etag, "sequencer": "617f08299329d189"},
+                   "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012", "source-ip-address": "1.2.3.4", "reason": "PutObject"},
+    }

@@ -13,6 +13,7 @@ from moto import mock_aws
 from fashion_pipeline.labels import CATEGORY_NAMES, LabelCatalogue
 from fashion_pipeline.manifest import ManifestAssembler, manifest_problems, write_report
 from fashion_pipeline.records import Box, Record, Rejection
+from fashion_pipeline.s3_events import s3_notification
 from fashion_pipeline_tools.local.server import sqs_record
 from workflow.assembly import assemble_in_process, merge_shards, write_shard
 
@@ -147,8 +148,9 @@ def test_two_thousand_per_file_annotations_are_assembled_by_the_distributed_map(
         image = next(sample.images.glob(name[:-5] + ".*"))
         s3.put_object(Bucket=harness.dataset_bucket, Key=f"images/{dataset}/{stem}{image.suffix}", Body=image.read_bytes())
         key = f"annotations/{dataset}/{stem}.json"
-        s3.put_object(Bucket=harness.dataset_bucket, Key=key, Body=(sample.annotations / name).read_bytes())
-        body = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": harness.dataset_bucket}, "object": {"key": key}}}]}
+        annotation = (sample.annotations / name).read_bytes()
+        etag = s3.put_object(Bucket=harness.dataset_bucket, Key=key, Body=annotation)["ETag"].strip('"')
+        body = s3_notification(harness.dataset_bucket, key, size=len(annotation), etag=etag)
         records.append(sqs_record({"MessageId": uuid.uuid4().hex, "ReceiptHandle": "r", "Body": json.dumps(body)},
                                   "arn:aws:sqs:us-east-1:123456789012:annotations", "us-east-1"))
     assert json.loads(harness.pipeline.runtime.invoke(converter, json.dumps({"Records": records}))) == {"batchItemFailures": []}

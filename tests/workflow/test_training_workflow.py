@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tests.workflow.conftest import FAST
+from tests.workflow.conftest import FAST, eventbridge_object_created
 
 
 def output(described):
@@ -127,8 +127,7 @@ def test_a_training_request_upload_starts_a_run_with_its_options(harness, sample
     """EventBridge delivers S3 "Object Created" for requests/<dataset>.json to the machine."""
     harness.upload_and_convert(sample)
     harness.s3.put_object(Bucket=harness.dataset_bucket, Key="requests/demo.json", Body=json.dumps({**FAST, "deploy": False}).encode())
-    event = {"version": "0", "detail-type": "Object Created", "source": "aws.s3",
-             "detail": {"bucket": {"name": harness.dataset_bucket}, "object": {"key": "requests/demo.json"}}}
+    event = eventbridge_object_created(harness.dataset_bucket, "requests/demo.json")
     arn = harness.start_with(event)
     described = harness.wait(arn)
     assert described["status"] == "SUCCEEDED", described

@@ -28,6 +28,7 @@ from fashion_pipeline.labels import DEFAULT_MAPPING, LabelCatalogue, LabelMappin
 from fashion_pipeline.manifest import ManifestAssembler, manifest_problems, write_report
 from fashion_pipeline.pipeline import convert_into
 from fashion_pipeline.sources import InputError, LocalImages, load_labels, open_source
+from fashion_pipeline.training import NO_TEST_SET, TEST_FRACTION_MAX, TEST_FRACTION_MIN, test_fraction_problem
 
 from .api_commands import CommandError, register as register_api_commands
 from .aws.stack import DEFAULT_STACK, StackNotFound
@@ -93,6 +94,10 @@ def convert(args: argparse.Namespace) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"--out {out}: cannot create the folder: {exc.strerror or exc}") from None
+    if args.test_fraction == NO_TEST_SET:
+        print(f"fashion-pipeline: warning: --test-fraction {NO_TEST_SET:g}: the test manifest will be empty; Custom Labels"
+              " trains only with a test dataset: split the training dataset on AWS (DistributeDatasetEntries) or convert"
+              f" with a fraction from {TEST_FRACTION_MIN} to {TEST_FRACTION_MAX}", file=sys.stderr, flush=True)
     progress = Progress(source.total)
     started = time.monotonic()
     with ManifestAssembler(catalogue, test_fraction=args.test_fraction, seed=args.seed, workdir=str(out)) as assembler:
@@ -142,9 +147,14 @@ def _positive(text: str) -> int:
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError("must be at least 0 and below 1")
+    """``convert --test-fraction``: the training rule (``test_fraction_problem``), or 0 for none."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    problem = test_fraction_problem(value, none_held_out=True)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 
@@ -209,7 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images", required=True, help="folder holding the images")
     c.add_argument("--image-uri", required=True, help="s3://BUCKET/PREFIX/ where the images are (or will be) uploaded")
     c.add_argument("--out", required=True, help="output folder for train.manifest, test.manifest and report.json")
-    c.add_argument("--test-fraction", type=_fraction, default=0.2, help="share of pair ids held out for the test manifest, at least 0 and below 1")
+    c.add_argument("--test-fraction", type=_fraction, default=0.2,
+                   help=f"share of pair ids held out for the test manifest, {TEST_FRACTION_MIN} to {TEST_FRACTION_MAX} as for"
+                   f" train; {NO_TEST_SET:g} writes an empty test manifest (a warning says so): Custom Labels trains only with a"
+                   " test dataset, which you then make on AWS by splitting the training one (DistributeDatasetEntries)")
     c.add_argument("--labels", help="JSON object mapping category names to labels (null excludes a category)")
     c.add_argument("--seed", type=int, default=0, help="changes which pair ids go to test")
     c.add_argument("--jobs", type=_positive, help="worker processes reading and probing (default: the number of CPUs)")
@@ -228,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = commands.add_parser("train", help="start a training run for a dataset (and optionally wait for it)")
     t.add_argument("--dataset", required=True, help="the dataset to train on: its manifests under manifests/DATASET/")
     t.add_argument("--wait", action="store_true", help="follow the run until it ends; exit 1 if it fails")
-    t.add_argument("--test-fraction", type=float, help="share of pair ids the run holds out for testing, 0.01 to 0.5 (default 0.2)")
+    t.add_argument("--test-fraction", type=float,
+                   help=f"share of pair ids the run holds out for testing, {TEST_FRACTION_MIN} to {TEST_FRACTION_MAX} (default 0.2)")
     t.add_argument("--labels", help="JSON file mapping category names to labels (null excludes)")
     t.add_argument("--min-f1", type=float, help="deploy only if the test F1 reaches this, 0 to 1 (default 0: deploy whatever it scores)")
     t.add_argument("--inference-units", type=int, help="inference units the deployed model runs on, each billed by the hour (default 1)")
@@ -252,7 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=4566, help="the emulated AWS endpoint's port")
     up.add_argument("--api-port", type=int, default=8000, help="the inference API's (and web page's) port")
     up.add_argument("--template", help="a synthesized template to use instead of synthesizing this checkout")
-    up.add_argument("--verbose", action="store_true", help="show the functions' logs and metric records")
+    up.add_argument("--verbose", action="store_true",
+                    help="write the functions' log records and EMF metric records to stderr, each under its function's"
+                    " service name (default: off, they are discarded; stdout carries only the line of endpoints)")
 
     s = commands.add_parser("sample", help="generate a DeepFashion2-format sample dataset")
     s.add_argument("out", help="folder to create the sample in (annos/ and image/ beneath it)")
@@ -367,6 +383,10 @@ def train(args: argparse.Namespace) -> int:
     return 1
 
 
+LOCAL_STATE_NOTE = ("local mode: everything (buckets, queues, tables, runs, models) lives in this process's memory"
+                    " and is lost when it stops")
+
+
 def local_up(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -377,6 +397,7 @@ def local_up(args: argparse.Namespace) -> int:
     print(json.dumps(pipeline.info()), flush=True)
     print(f"export AWS_ENDPOINT_URL={pipeline.endpoint}  # then use aws/boto3/fashion-pipeline as against AWS; Ctrl-C stops",
           file=sys.stderr, flush=True)
+    print(LOCAL_STATE_NOTE, file=sys.stderr, flush=True)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from importlib import resources
 from typing import Any, Callable, Mapping, Protocol
@@ -154,7 +155,9 @@ class LambdaBackend:
     """A Lambda proxy handler called in this process, as API Gateway (REST) would call it.
 
     Calls are serialised: like one Lambda execution environment, the handler sees one event
-    at a time (its module state is not shared between concurrent invocations).
+    at a time (its module state is not shared between concurrent invocations). A handler that
+    runs each call in an environment of its own (local mode's ``LocalLambdaRuntime``) passes
+    ``concurrent=True``.
     """
 
     def __init__(
@@ -164,12 +167,13 @@ class LambdaBackend:
         *,
         function_name: str = "fashion-pipeline-inference",
         source_ip: str = "127.0.0.1",
+        concurrent: bool = False,
     ) -> None:
         self.handler = handler
         self.stage = stage
         self.function_name = function_name
         self.source_ip = source_ip
-        self._lock = threading.Lock()
+        self._lock: Any = nullcontext() if concurrent else threading.Lock()
 
     def event(self, method: str, path: str, query: Query, headers: Headers, body: bytes) -> dict[str, Any]:
         """The API Gateway REST (v1) proxy event of a request."""

@@ -542,3 +542,107 @@ def test_reads_and_writes_are_the_callers(emulator):
         message = described["StatusMessage"]
         assert message.startswith("ERROR_INVALID_PERMISSIONS_IMAGES_S3_BUCKET")
         assert f"User: arn:aws:iam::123456789012:user/trainer is not authorized to perform: s3:GetObject on resource: arn:aws:s3:::{BUCKET}/img/" in message
+
+
+def read_lines(s3, s3object):
+    return s3.get_object(Bucket=s3object["Bucket"], Key=s3object["Name"])["Body"].read().decode().splitlines()
+
+
+def test_training_writes_a_summary_and_manifest_snapshots_that_evaluation_reads(aws):
+    """The files AWS writes after training, where DescribeProjectVersions names them, parse with
+    fashion_pipeline.evaluation and add up to the F1 the service reports."""
+    from fashion_pipeline.evaluation import FN, FP, TP, build_evaluation
+
+    s3, rek = aws
+    project, version = make_model(rek)
+    described, _ = wait(describe_version(rek, project), [], {"TRAINING_COMPLETED"})
+    (testing,) = described["TestingDataResult"]["Output"]["Assets"]
+    (training,) = described["TrainingDataResult"]["Output"]["Assets"]
+    assert testing["GroundTruthManifest"]["S3Object"] == {"Bucket": BUCKET, "Name": "output/clothes/v1/manifests/testing/output.manifest"}
+    assert training["GroundTruthManifest"]["S3Object"]["Name"] == "output/clothes/v1/manifests/training/output.manifest"
+    assert described["TestingDataResult"]["Output"]["AutoCreate"] is False
+    assert "Validation" not in described["TestingDataResult"]  # the emulator writes no validation manifests
+
+    snapshot = read_lines(s3, testing["GroundTruthManifest"]["S3Object"])
+    first = json.loads(snapshot[0])  # image A: memorised, both predictions true positives
+    assert first["source-ref"] == f"s3://{BUCKET}/img/a.png"
+    meta = first["rekognition-custom-labels-evaluation-metadata"]
+    assert meta["job-name"] == "rekognition-custom-labels-evaluation-job" and meta["type"] == "groundtruth/object-detection"
+    assert first["rekognition-custom-labels-evaluation"]["image_size"] == [{"width": 200, "depth": 3, "height": 100}]
+    assert [o["confidence"] for o in meta["objects"]] == [0.99, 0.99]
+    assert meta["objects"][0]["rekognition-custom-labels-evaluation-details"] == {
+        "version": 1, "ground-truth-labelling-jobs": ["rekognition-custom-labels-training-job"],
+        "is-true-positive": True, "is-true-negative": False, "is-false-positive": False, "is-false-negative": False,
+        "is-present-in-ground-truth": True,
+    }  # fmt: skip
+    truth = first["rekognition-custom-labels-training-0"]["annotations"]
+    classes = first["rekognition-custom-labels-training-0-metadata"]["class-map"]
+    assert sorted((classes[str(a["class_id"])], a["left"], a["top"], a["width"], a["height"]) for a in truth) == [
+        ("skirt", 120, 40, 60, 50), ("trousers", 20, 10, 100, 50),
+    ]  # fmt: skip
+
+    summary_object = described["EvaluationResult"]["Summary"]["S3Object"]
+    summary = s3.get_object(Bucket=summary_object["Bucket"], Key=summary_object["Name"])["Body"].read()
+    evaluation = build_evaluation("v1", summary=summary, snapshot=snapshot,
+                                  train_manifest=read_lines(s3, training["GroundTruthManifest"]["S3Object"]))
+    assert evaluation.overall.f1 == pytest.approx(described["EvaluationResult"]["F1Score"])
+    from_manifest = build_evaluation("v1", snapshot=snapshot)  # the counts alone give the same numbers
+    assert from_manifest.overall.f1 == pytest.approx(0.8) and from_manifest.overall.precision == pytest.approx(1.0)
+    for name, metrics in evaluation.labels.items():
+        computed = from_manifest.labels.get(name)
+        if computed is not None:
+            assert (computed.precision, computed.recall, computed.f1) == pytest.approx((metrics.precision, metrics.recall, metrics.f1)), name
+    assert (from_manifest.labels["trousers"].tp, from_manifest.labels["trousers"].fn) == (1, 1)
+    image_a, image_c = evaluation.images
+    assert [p.outcome for p in image_a.predictions] == [TP, TP] and [t.outcome for t in image_a.truths] == [TP, TP]
+    assert image_c.predictions == [] and [t.outcome for t in image_c.truths] == [FN]
+    assert evaluation.distribution["train"] == {"trousers": 1, "skirt": 1, "shorts": 1}
+    assert evaluation.distribution["test"] == {"trousers": 2, "skirt": 1}
+    assert FP not in {p.outcome for image in evaluation.images for p in image.predictions}
+
+
+def test_a_misplaced_memory_is_a_false_positive_in_the_snapshot(aws):
+    """The same image with a box moved: the memoriser's box misses it (IoU < 0.5), so the
+    snapshot says false positive, the truth is missed, and the F1 agrees."""
+    from fashion_pipeline.evaluation import FN, FP, build_evaluation
+
+    s3, rek = aws
+    moved = line("img/a.png", (200, 100), [("trousers", Box("trousers", 100, 50, 100, 50)), ("skirt", Box("skirt", 120, 40, 60, 50))])
+    s3.put_object(Bucket=BUCKET, Key="moved.manifest", Body=moved + "\n")
+    project, _ = make_model(rek, test="moved.manifest")
+    described, _ = wait(describe_version(rek, project), [], {"TRAINING_COMPLETED"})
+    snapshot = read_lines(s3, described["TestingDataResult"]["Output"]["Assets"][0]["GroundTruthManifest"]["S3Object"])
+    evaluation = build_evaluation("v1", snapshot=snapshot)
+    trousers = evaluation.labels["trousers"]
+    assert (trousers.tp, trousers.fp, trousers.fn) == (0, 1, 1)
+    assert evaluation.overall.f1 == pytest.approx(described["EvaluationResult"]["F1Score"]) == pytest.approx(0.5)
+    (image,) = evaluation.images
+    assert {(p.label, p.outcome) for p in image.predictions if p.outcome == FP} == {("trousers", FP)}
+    assert {(t.label, t.outcome) for t in image.truths if t.outcome == FN} == {("trousers", FN)}
+
+
+def test_training_output_is_written_as_the_caller(emulator):
+    """A caller who may write the summary but not the snapshots: the training fails with the
+    service's terminal error naming the snapshot's key."""
+    from fashion_pipeline_tools.local import authorization
+
+    with mock_aws():
+        admin = boto3.Session(region_name="us-east-1")
+        put_data(admin.client("s3"))
+        iam = admin.client("iam")
+        iam.create_user(UserName="trainer")
+        keys = iam.create_access_key(UserName="trainer")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "rekognition:*", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"},
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/output/EvaluationSummary-*"},
+        ]}  # fmt: skip
+        iam.put_user_policy(UserName="trainer", PolicyName="p", PolicyDocument=json.dumps(policy))
+        with authorization.enforcing():
+            rek = boto3.client("rekognition", region_name="us-east-1", config=NO_RETRY,
+                               aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"])
+            project, _ = make_model(rek)
+            described, _ = wait(describe_version(rek, project), [], {"TRAINING_COMPLETED", "TRAINING_FAILED"})
+        assert described["Status"] == "TRAINING_FAILED" and "EvaluationResult" not in described
+        assert described["StatusMessage"].startswith("ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET")
+        assert f"s3:PutObject on resource: arn:aws:s3:::{BUCKET}/output/clothes/v1/manifests/testing/output.manifest" in described["StatusMessage"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -56,21 +57,32 @@ class Output:
         raise AssertionError(f"no line with {text!r} within {timeout} s; got: {self.lines[-20:]}")
 
 
-@pytest.fixture(scope="module")
-def local_process(synthesized, tmp_path_factory):
-    template = tmp_path_factory.mktemp("local") / "template.json"
-    template.write_text(json.dumps(synthesized.template_dict))
+def start_local(template: Path, *options: str):
+    """`local up` in its own process: (process, the endpoints of its first stdout line, the
+    rest of stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["FASHION_PIPELINE_LOCAL_VISIBILITY_SCALE"] = VISIBILITY_SCALE
     process = subprocess.Popen(
         [sys.executable, "-m", "fashion_pipeline_tools.cli", "local", "up", "--port", str(free_port()),
-         "--api-port", str(free_port()), "--template", str(template)],
+         "--api-port", str(free_port()), "--template", str(template), *options],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     ready, _, _ = select.select([process.stdout], [], [], 90)
     assert ready, "local mode did not start within 90 s"
     info = json.loads(process.stdout.readline())
-    stdout, stderr = Output(process.stdout), Output(process.stderr)
+    return process, info, Output(process.stdout), Output(process.stderr)
+
+
+@pytest.fixture(scope="module")
+def local_template(synthesized, tmp_path_factory):
+    template = tmp_path_factory.mktemp("local") / "template.json"
+    template.write_text(json.dumps(synthesized.template_dict))
+    return template
+
+
+@pytest.fixture(scope="module")
+def local_process(local_template):
+    process, info, stdout, stderr = start_local(local_template)
     yield info, stdout, stderr
     process.terminate()
     process.wait(timeout=20)
@@ -301,3 +313,54 @@ def test_a_poison_message_lands_in_the_dead_letter_queue_and_local_mode_says_so(
     left = sqs.get_queue_attributes(QueueUrl=outputs["AnnotationQueueUrl"], AttributeNames=["ApproximateNumberOfMessages",
                                                                                             "ApproximateNumberOfMessagesNotVisible"])
     assert set(left["Attributes"].values()) == {"0"}
+
+
+def test_stdout_is_the_one_line_of_endpoints_and_stderr_says_state_is_in_memory(local_process, trained):
+    """After uploads, conversion, a training run and detections, stdout still holds only the
+    first line (read by the fixture); without --verbose no function record reaches stderr."""
+    local, stdout, stderr = local_process
+    sample, in_training = trained
+    status, _ = detect(local, sample.images / sorted(in_training)[0], accept="image/png")
+    assert status == 200
+    time.sleep(0.5)
+    assert stdout.lines == []
+    stderr.wait_for("lives in this process's memory and is lost when it stops", timeout=5)
+    records = [line for line in stderr.lines if line.startswith("{")]
+    assert records == [], records[:3]
+
+
+@pytest.fixture(scope="module")
+def verbose_process(local_template):
+    process, info, stdout, stderr = start_local(local_template, "--verbose")
+    yield info, stdout, stderr
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def test_verbose_writes_each_functions_records_on_stderr_under_its_service(verbose_process, tmp_path):
+    local, stdout, stderr = verbose_process
+    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    s3 = session.client("s3", endpoint_url=local["aws_endpoint_url"])
+    sample = generate(tmp_path, images=1, seed=4)
+    [name] = sample.files
+    for image in sample.images.iterdir():
+        s3.upload_file(str(image), local["dataset_bucket"], f"images/loud/{image.name}")
+    s3.upload_file(str(sample.annotations / name), local["dataset_bucket"], f"annotations/loud/{name}")
+    with pytest.raises(urllib.error.HTTPError) as refused:  # logged ("request refused") and counted (Errors)
+        urllib.request.urlopen(local["api_url"].rstrip("/") + "/no-such-route", timeout=30)
+    assert refused.value.code == 404
+    deadline = time.monotonic() + 60
+    while True:
+        records = [json.loads(line) for line in list(stderr.lines) if line.startswith("{")]
+        services = {(r.get("service"), "_aws" in r) for r in records}
+        # Log records and EMF metric records (with "_aws" metadata) of the converter and of the
+        # API, each under its own function's service name.
+        if {("converter", False), ("converter", True), ("inference", False), ("inference", True)} <= services:
+            break
+        assert time.monotonic() < deadline, f"records seen: {sorted(services, key=str)}"
+        time.sleep(0.3)
+    converted = [r for r in records if r.get("service") == "converter" and "_aws" in r]
+    assert any(r.get("ImagesAccepted") == [1.0] for r in converted)  # EMF: the values of the invocation
+    functions = {r.get("function_name", "") for r in records if r.get("service") == "inference" and "_aws" not in r}
+    assert any("ApiInferenceFunction" in f for f in functions)
+    assert stdout.lines == []  # still only the line of endpoints

@@ -13,7 +13,8 @@ from tests.fashion_pipeline_tools.web.fakes import png_bytes
 
 try:
     from inference import handler as api
-    from inference.model import Settings
+    from inference import runtime as inference_runtime
+    from inference.settings import Settings
 except ImportError as exc:  # pragma: no cover - the inference package is part of the repository
     pytest.skip(f"the inference handler does not import: {exc}", allow_module_level=True)
 
@@ -58,9 +59,9 @@ class DynamoDB:
 def rekognition():
     fake = Rekognition()
     settings = Settings(model_parameter="/fashion-pipeline/model", dataset_bucket="bucket", activity_table="activity", emulated=True)
-    api.reset(settings=settings, clients={"rekognition": fake, "ssm": SSM(), "dynamodb": DynamoDB()})
+    inference_runtime.reset(settings=settings, clients={"rekognition": fake, "ssm": SSM(), "dynamodb": DynamoDB()})
     yield fake
-    api.reset(settings=Settings(model_parameter="", dataset_bucket="", activity_table=""), clients={})
+    inference_runtime.reset(settings=Settings(model_parameter="", dataset_bucket="", activity_table=""), clients={})
 
 
 def test_the_real_handler_behind_the_ui_server(rekognition):
@@ -82,4 +83,6 @@ def test_the_real_handler_behind_the_ui_server(rekognition):
 
         rekognition.status = "STOPPED"
         stopped = client.detect(image, content_type="image/png")
-        assert stopped.status == 503 and stopped.header("Retry-After") and stopped.error()["model"]["status"] == "STOPPED"
+        assert stopped.status == 503 and stopped.error()["model"]["status"] == "STOPPED"
+        assert stopped.header("Retry-After") is None and "retry_after" not in stopped.error()  # waiting would not help
+        assert "retry in" not in stopped.error_message() and "POST /model/start" in stopped.error_message()

@@ -40,13 +40,17 @@ What it does:
   the same label greedily at IoU >= 0.5; per label TP/FP/FN give precision, recall and F1
   (0/0 counts as 0), the aggregate is micro-averaged and every label's Threshold is 0.5. So a
   model tested on images it never saw scores F1 0. The training results summary file
-  (``EvaluationSummary-{project}-{version}.json``) goes to the output location in S3;
+  (``EvaluationSummary-{project}-{version}.json``) and the manifest snapshots of the test set
+  (each prediction with its confidence, 0.99, and ``rekognition-custom-labels-evaluation-details``:
+  true positive when it met a ground truth, else false positive; the TP/FP/FN they add up to are
+  the summary's) and of the training set go to the output location in S3, as the caller of
+  CreateProjectVersion, and TestingDataResult/TrainingDataResult.Output name the snapshots;
 * fault modes for tests of every failure path: ``inject_error`` (throttling, internal errors),
   ``fail_next_dataset``, ``fail_next_training``, and ``strip`` (a Describe answer without some
   of its optional members, as the model allows).
 
 What it does not do: learn or generalise; report AveragePrecision, AverageRecall or a
-confusion matrix; write manifest snapshots or validation manifests; enforce service quotas or
+confusion matrix; write validation manifests (no ``Validation`` in the results); enforce service quotas or
 the "too many invalid rows" ratio; emulate UpdateDatasetEntries, ListDatasetEntries, tagging
 calls (tags given on create are checked, not kept), copying models, project policies, training from
 ``TrainingData``/``TestingData`` manifests (the older API; datasets are required) or content
@@ -127,6 +131,7 @@ class Entry:
     source_ref: str
     sha256: str
     labels: tuple[Label, ...]
+    size: tuple[int, int] = (0, 0)  # the image's width and height in pixels
 
 
 @dataclass
@@ -182,6 +187,7 @@ class Version:
     message: str = "The model is being trained."
     ended: float | None = None
     evaluation: dict[str, Any] | None = None
+    outputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # training/testing -> snapshot assets
     units: tuple[int, int] | None = None
     memory: dict[str, Entry] = field(default_factory=dict)  # sha256 of a training image -> its entry
 
@@ -366,25 +372,38 @@ def predict(memory: dict[str, Entry], data_sha256: str) -> list[Label]:
     return list(entry.labels) if entry else []
 
 
+def judge(truths: tuple[Label, ...], predicted: list[Label]) -> list[bool]:
+    """Per prediction, whether it is a true positive: it meets an unclaimed ground truth of its
+    label at IoU >= 0.5 (greedy, in prediction order, the best-overlapping truth first)."""
+    unmatched = list(truths)
+    found = []
+    for lab in predicted:
+        same = [t for t in unmatched if t.name == lab.name]
+        best = max(same, key=lambda t: _iou(lab.box, t.box), default=None)
+        hit = best is not None and _iou(lab.box, best.box) >= IOU_MATCH
+        if hit:
+            unmatched.remove(best)
+        found.append(hit)
+    return found
+
+
 def evaluate(train: list[Entry], test: list[Entry]) -> dict[str, Any]:
-    """Per label TP/FP/FN over the test set (greedy match by label, IoU >= 0.5), micro-averaged."""
+    """Per label TP/FP/FN over the test set (``judge``), micro-averaged; ``images`` holds, per
+    test entry, its predictions and whether each is a true positive (for the snapshot)."""
     memory = _memory(train)
     counts: dict[str, list[int]] = {label.name: [0, 0, 0, 0] for e in train for label in e.labels}
+    images = []
     for entry in test:
         predicted = predict(memory, entry.sha256)
+        hits = judge(entry.labels, predicted)
+        images.append((entry, list(zip(predicted, hits))))
         for name in {lab.name for lab in entry.labels} | {lab.name for lab in predicted}:
-            truths = [lab.box for lab in entry.labels if lab.name == name]
-            unmatched = list(truths)
-            tp = 0
-            for box in (lab.box for lab in predicted if lab.name == name):
-                best = max(unmatched, key=lambda t: _iou(box, t), default=None)
-                if unmatched and _iou(box, best) >= IOU_MATCH:
-                    unmatched.remove(best)
-                    tp += 1
+            truths = sum(lab.name == name for lab in entry.labels)
+            tp = sum(hit for lab, hit in zip(predicted, hits) if lab.name == name)
             c = counts.setdefault(name, [0, 0, 0, 0])
             c[0] += tp
             c[1] += sum(lab.name == name for lab in predicted) - tp
-            c[2] += len(truths) - tp
+            c[2] += truths - tp
             c[3] += bool(truths)
     per_label = [
         {"Label": name, "Metrics": {**_ratios(*c[:3]), "Threshold": THRESHOLD}, "NumberOfTestingImages": c[3]}
@@ -392,7 +411,76 @@ def evaluate(train: list[Entry], test: list[Entry]) -> dict[str, Any]:
     ]
     per_label.sort(key=lambda r: (-r["Metrics"]["F1Score"], r["Label"]))
     totals = [sum(c[i] for c in counts.values()) for i in range(3)]
-    return {"aggregate": _ratios(*totals), "labels": per_label}
+    return {"aggregate": _ratios(*totals), "labels": per_label, "images": images}
+
+
+# The evaluation manifest snapshot: Ground Truth output lines, ground truth under the training
+# job's attribute, predictions under the evaluation job's, each prediction classified
+# ("Interpreting the evaluation manifest snapshot",
+# https://docs.aws.amazon.com/rekognition/latest/customlabels-dg/im-evaluation-manifest-snapshot-api.html;
+# the attribute and job names are the ones of its example).
+TRAINING_JOB, EVALUATION_JOB = "rekognition-custom-labels-training-job", "rekognition-custom-labels-evaluation-job"
+TRAINING_ATTRIBUTE, EVALUATION_ATTRIBUTE = "rekognition-custom-labels-training-0", "rekognition-custom-labels-evaluation"
+
+
+def _attribute(labels: list[Label], size: tuple[int, int], job: str, created: str,
+               objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(value, metadata) of an object-detection attribute holding ``labels``' boxes."""
+    names = sorted({lab.name for lab in labels})
+    ids = {name: i for i, name in enumerate(names)}
+    width, height = size
+    annotations = [
+        {"class_id": ids[lab.name], "width": round(lab.box[2] * width), "top": round(lab.box[1] * height),
+         "height": round(lab.box[3] * height), "left": round(lab.box[0] * width)}
+        for lab in labels
+    ]
+    value = {"annotations": annotations, "image_size": [{"width": width, "depth": 3, "height": height}]}
+    meta = {"job-name": job, "class-map": {str(i): name for name, i in ids.items()},
+            "human-annotated": "yes" if job == TRAINING_JOB else "no", "objects": objects,
+            "creation-date": created, "type": _DETECTION}
+    return value, meta
+
+
+def _details(hit: bool) -> dict[str, Any]:
+    # Every emulated prediction (confidence 0.99) clears the 0.5 threshold: TP or FP, never FN/TN.
+    return {"version": 1, "ground-truth-labelling-jobs": [TRAINING_JOB], "is-true-positive": hit,
+            "is-true-negative": False, "is-false-positive": not hit, "is-false-negative": False,
+            "is-present-in-ground-truth": hit}
+
+
+def snapshot_line(entry: Entry, judged: list[tuple[Label, bool]] | None, created: str) -> dict[str, Any]:
+    """One line of a manifest snapshot: the entry's ground truth and, when ``judged`` is given
+    (the test set), the model's predictions with their evaluation details."""
+    line: dict[str, Any] = {"source-ref": entry.source_ref}
+    boxes = [lab for lab in entry.labels if lab.box is not None]
+    if boxes or not entry.labels:
+        value, meta = _attribute(boxes, entry.size, TRAINING_JOB, created, [{"confidence": 1.0} for _ in boxes])
+        line[TRAINING_ATTRIBUTE], line[TRAINING_ATTRIBUTE + "-metadata"] = value, meta
+    for index, lab in enumerate(lab for lab in entry.labels if lab.box is None):
+        attribute = f"rekognition-custom-labels-training-{index + bool(boxes)}"
+        line[attribute] = 1
+        line[attribute + "-metadata"] = {"confidence": 1.0, "job-name": TRAINING_JOB, "class-name": lab.name,
+                                         "human-annotated": "yes", "creation-date": created, "type": _CLASSIFICATION}
+    if judged is None:
+        return line
+    found = [(lab, hit) for lab, hit in judged if lab.box is not None]
+    value, meta = _attribute([lab for lab, _ in found], entry.size, EVALUATION_JOB, created,
+                             [{"confidence": CONFIDENCE / 100, DETAILS: _details(hit)} for _, hit in found])
+    line[EVALUATION_ATTRIBUTE], line[EVALUATION_ATTRIBUTE + "-metadata"] = value, {"confidence": CONFIDENCE / 100, **meta}
+    for index, (lab, hit) in enumerate((lab, hit) for lab, hit in judged if lab.box is None):
+        attribute = f"{EVALUATION_ATTRIBUTE}-{index}"
+        line[attribute] = 1
+        line[attribute + "-metadata"] = {"confidence": CONFIDENCE / 100, "job-name": EVALUATION_JOB, "class-name": lab.name,
+                                         "human-annotated": "no", "creation-date": created, "type": _CLASSIFICATION,
+                                         DETAILS: _details(hit)}
+    return line
+
+
+DETAILS = "rekognition-custom-labels-evaluation-details"
+
+
+def _assets(assets: list[dict[str, Any]] | None, **extra: Any) -> dict[str, Any] | None:
+    return {"Assets": assets, **extra} if assets is not None else None
 
 
 def _memory(entries: list[Entry]) -> dict[str, Entry]:
@@ -460,7 +548,7 @@ class _Service:
                 labels.extend(self._boxes(attribute, value, meta, info.width, info.height))
             else:
                 raise ValueError(f"ERROR_INVALID_LABEL_ATTRIBUTE_METADATA_FORMAT: {attribute}-metadata: type {kind!r} unsupported or incomplete")
-        return Entry(ref, hashlib.sha256(data).hexdigest(), tuple(labels))
+        return Entry(ref, hashlib.sha256(data).hexdigest(), tuple(labels), (info.width, info.height))
 
     @staticmethod
     def _boxes(attribute: str, value: dict, meta: dict, width: int, height: int) -> list[Label]:
@@ -563,11 +651,12 @@ class _Service:
         version.ended = time.time()
         if version.failure is None:
             report = evaluate(version.train, version.test)
+            ended = datetime.now(timezone.utc).replace(tzinfo=None).isoformat()
             summary = {
                 "Version": 1,
                 "AggregatedEvaluationResults": report["aggregate"],
                 "EvaluationDetails": {
-                    "EvaluationEndTimestamp": datetime.now(timezone.utc).replace(tzinfo=None).isoformat(),
+                    "EvaluationEndTimestamp": ended,
                     "Labels": sorted({lab.name for e in version.train for lab in e.labels}),
                     "NumberOfTestingImages": len(version.test),
                     "NumberOfTrainingImages": len(version.train),
@@ -575,22 +664,46 @@ class _Service:
                 },
                 "LabelEvaluationResults": report["labels"],
             }
-            bucket, prefix = version.output.get("S3Bucket"), version.output.get("S3KeyPrefix") or ""
-            key = (prefix if not prefix or prefix.endswith("/") else prefix + "/")
-            key += f"EvaluationSummary-{version.project.name}-{version.name}.json"
-            denial = authorization.s3_denial(version.caller, "s3:PutObject", str(bucket), key)
-            if denial:
-                version.failure = f"ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET: Unable to write to output S3 bucket. {denial}"
-            else:
-                try:
-                    self.s3.put_object(str(bucket), key, json.dumps(summary, indent=2).encode())
-                    version.evaluation = {"F1Score": report["aggregate"]["F1Score"], "Summary": {"S3Object": {"Bucket": bucket, "Name": key}}}
-                except S3ClientError as exc:
-                    version.failure = f"ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET: Unable to write to output S3 bucket s3://{bucket}/{key}: {exc}"
+            prefix = version.output.get("S3KeyPrefix") or ""
+            prefix += "" if not prefix or prefix.endswith("/") else "/"
+            # Where the service puts the snapshots under the output prefix is not documented
+            # (only that they go to the OutputConfig location, im-access-summary-evaluation-manifest.html);
+            # readers must take the keys from TrainingDataResult/TestingDataResult.Output.
+            snapshots = f"{prefix}{version.project.name}/{version.name}/manifests/"
+            outputs = {
+                "summary": (f"{prefix}EvaluationSummary-{version.project.name}-{version.name}.json", json.dumps(summary, indent=2)),
+                "testing": (snapshots + "testing/output.manifest",
+                            "".join(json.dumps(snapshot_line(entry, judged, ended)) + "\n" for entry, judged in report["images"])),
+                "training": (snapshots + "training/output.manifest",
+                             "".join(json.dumps(snapshot_line(entry, None, ended)) + "\n" for entry in version.train)),
+            }
+            written = {}
+            for what, (key, body) in outputs.items():
+                written[what] = self._write_output(version, key, body.encode())
+                if version.failure is not None:
+                    break
+            if version.failure is None:
+                version.evaluation = {"F1Score": report["aggregate"]["F1Score"], "Summary": {"S3Object": written["summary"]}}
+                version.outputs = {side: [{"GroundTruthManifest": {"S3Object": written[side]}}] for side in ("training", "testing")}
         if version.failure is not None:
             version.status, version.message = "TRAINING_FAILED", version.failure
         else:
             version.status, version.message = "TRAINING_COMPLETED", "The model is ready to run."
+
+    def _write_output(self, version: Version, key: str, body: bytes) -> dict[str, str] | None:
+        """Put one training output as the caller of CreateProjectVersion; its S3Object, or None
+        with ``version.failure`` set when the write is denied or fails."""
+        bucket = str(version.output.get("S3Bucket"))
+        denial = authorization.s3_denial(version.caller, "s3:PutObject", bucket, key)
+        if denial:
+            version.failure = f"ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET: Unable to write to output S3 bucket. {denial}"
+            return None
+        try:
+            self.s3.put_object(bucket, key, body)
+        except S3ClientError as exc:
+            version.failure = f"ERROR_CANNOT_WRITE_OUTPUT_S3_BUCKET: Unable to write to output S3 bucket s3://{bucket}/{key}: {exc}"
+            return None
+        return {"Bucket": bucket, "Name": key}
 
     # -- projects -----------------------------------------------------------------------
     def create_project(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -764,8 +877,9 @@ class _Service:
                 "MaxInferenceUnits": v.units[1] if v.units else None,
                 "BillableTrainingTimeInSeconds": 0 if completed else None,  # the emulator bills nothing
                 "TrainingEndTimestamp": v.ended,
-                "TrainingDataResult": {"Input": {"Assets": v.inputs[0]}},
-                "TestingDataResult": {"Input": {"Assets": v.inputs[1], "AutoCreate": False}},
+                "TrainingDataResult": {"Input": {"Assets": v.inputs[0]}, "Output": _assets(v.outputs.get("training"))},
+                "TestingDataResult": {"Input": {"Assets": v.inputs[1], "AutoCreate": False},
+                                      "Output": _assets(v.outputs.get("testing"), AutoCreate=False)},
                 "EvaluationResult": v.evaluation,
             })  # fmt: skip
         return {"ProjectVersionDescriptions": described, "NextToken": token}

@@ -84,7 +84,7 @@ def provision(session: Any, template: Template, runtime: LocalLambdaRuntime, *, 
             continue
         environment = (props.get("Environment") or {}).get("Variables", {})
         runtime.add(LocalFunction(name, props["Handler"], {k: str(v) for k, v in environment.items()},
-                                  props.get("MemorySize", 128), props.get("Timeout", 3), props["Role"]))
+                                  props.get("MemorySize", 128), props.get("Timeout", 3), props["Role"], lid))
         lambda_client.create_function(
             FunctionName=name, Runtime="python3.12", Role=props["Role"],
             Handler=props["Handler"], Code={"ZipFile": _PLACEHOLDER_ZIP.getvalue()},

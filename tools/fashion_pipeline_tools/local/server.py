@@ -8,6 +8,12 @@ tasks dispatched to the project's handlers — plus the Custom Labels emulator a
 inference API on a local port. Everything a user does against AWS works against it with
 ``AWS_ENDPOINT_URL`` pointing here.
 
+Each function runs in execution environments of its own, worker processes with its
+environment and its role's credentials (``lambda_runtime``), so invocations run concurrently
+as on Lambda. stdout carries only the line of endpoints ``local up`` prints; what the
+functions print (Powertools' log and EMF metric records) goes to stderr with ``--verbose``,
+else nowhere (``FunctionOutput``). All state is moto's, in this process's memory.
+
 IAM is enforced as on AWS: each function runs as its own role, the state machine's tasks as
 the machine's role, the queue poller as the converter's role (Lambda polls SQS with the
 function's permissions) and the training-request rule starts runs as its target's role. The
@@ -94,6 +100,7 @@ class LocalPipeline:
     session: _EndpointSession
     outputs: dict[str, str]
     visibility_scale: float = 1.0  # applied to the queues' visibility timeouts (VISIBILITY_SCALE_VARIABLE)
+    output: FunctionOutput = field(default_factory=lambda: FunctionOutput(verbose=False))
     _stops: list[Any] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -152,13 +159,17 @@ def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", 
     pipeline.custom_labels.settings(dataset_ticks=1, training_ticks=3, start_ticks=1, stop_ticks=1)
     resolver = pipeline.template
     _local_function_settings(pipeline, verbose)
+    output = FunctionOutput(verbose)
+    # Behind moto's server, each function runs in its own execution environments (processes),
+    # so invocations run concurrently as on Lambda (see lambda_runtime).
+    pipeline.runtime.isolate(endpoint, output)
     _notify_delete_markers()
     _apply_bucket_notifications(session, resolver)
 
     api = _serve_api(pipeline, api_port)
     outputs = _publish_outputs(session, resolver, api.url)
-    local = LocalPipeline(endpoint, api.url, pipeline, session, outputs, visibility_scale)
-    local._stops += [server.stop, api.shutdown]
+    local = LocalPipeline(endpoint, api.url, pipeline, session, outputs, visibility_scale, output)
+    local._stops += [server.stop, api.shutdown, pipeline.runtime.close]
     relay, starter = _training_request_rule(session, resolver)
     authorization.enable()  # everything is in place, as after a deployment: IAM applies from now on
     local._stops.append(authorization.disable)
@@ -176,8 +187,11 @@ def _thread(local: LocalPipeline, target: Any, *args: Any) -> None:
 
 def _local_function_settings(pipeline: EmulatedPipeline, verbose: bool) -> None:
     for function in pipeline.runtime.functions.values():
+        # Each function's records under its own name, as on AWS where each has its log group.
+        function.environment.setdefault("POWERTOOLS_SERVICE_NAME", function.service_name)
         if not verbose:
-            # Function logs and metric records would interleave with the user's terminal.
+            # Nobody reads the records (FunctionOutput drops them) but the converter's warnings,
+            # which name why a record failed.
             function.environment.update({"LOG_LEVEL": "WARNING", "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true"})
         if "TRAINING_DEFAULTS" in function.environment:
             defaults = json.loads(function.environment["TRAINING_DEFAULTS"] or "{}")
@@ -239,11 +253,16 @@ def _serve_api(pipeline: EmulatedPipeline, api_port: int) -> Any:
     from ..webui import LambdaBackend, serve
 
     [name] = [f.name for f in pipeline.runtime.functions.values() if f.handler == "inference.handler.handler"]
+    # The API answers the page: two environments kept ready, one for the next request and one
+    # for a request arriving while that one runs (a long render), so neither waits seconds
+    # for a cold start.
+    pipeline.runtime.keep_warm(name, spares=2)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return json.loads(pipeline.runtime.invoke(name, json.dumps(event)))
 
-    return serve(LambdaBackend(handler), port=api_port)
+    # Each request runs in an execution environment of its own (LocalLambdaRuntime.isolate).
+    return serve(LambdaBackend(handler, concurrent=True), port=api_port)
 
 
 def _publish_outputs(session: Any, resolver: Template, api_url: str) -> dict[str, str]:
@@ -327,35 +346,58 @@ class QueueSettings:
                    int(redrive["maxReceiveCount"]) if dead_letter else None, dead_letter.rsplit(":", 1)[-1] if dead_letter else None)
 
 
-class _FailureReasons(logging.Filter):
+class _FailureReasons:
     """The error each failed SQS record was logged with, by message id.
 
     Lambda's answer names the failed records only (``batchItemFailures``); why they failed is
     in the function's log, where the converter writes one warning per failed record with its
-    ``message_id`` and ``error``. This filter on the function's logger (named after its
-    POWERTOOLS_SERVICE_NAME) reads those records and lets every record through."""
+    ``message_id`` and ``error``. The function's output lines (its execution environments'
+    stdout, see ``FunctionOutput``) are read here for those records."""
 
     def __init__(self) -> None:
-        super().__init__()
         self._lock = threading.Lock()
         self._errors: dict[str, str] = {}
 
-    @classmethod
-    def on(cls, logger_name: str) -> "_FailureReasons":
-        reasons = cls()
-        logging.getLogger(logger_name).addFilter(reasons)
-        return reasons
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message_id, error = getattr(record, "message_id", None), getattr(record, "error", None)
+    def read(self, line: str) -> None:
+        if '"message_id"' not in line:
+            return
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return
+        message_id, error = (record.get("message_id"), record.get("error")) if isinstance(record, dict) else (None, None)
         if message_id and error:
             with self._lock:
                 self._errors[str(message_id)] = str(error)
-        return True
 
     def pop(self, message_id: str) -> str | None:
         with self._lock:
             return self._errors.pop(message_id, None)
+
+
+class FunctionOutput:
+    """Where the lines the functions print go: Powertools' log records and EMF metric records
+    (each under its function's service name, ``LocalFunction.service_name``) to stderr with
+    ``--verbose``, else nowhere. stdout is the one line of endpoints scripts read. The
+    pollers read the converter's lines for the reasons records failed."""
+
+    def __init__(self, verbose: bool, stream: Any = None) -> None:
+        self.verbose = verbose
+        self._stream = stream
+        self._write = threading.Lock()  # one line at a time from concurrent environments
+        self._reasons: dict[str, _FailureReasons] = {}
+
+    def reasons(self, function: str) -> _FailureReasons:
+        return self._reasons.setdefault(function, _FailureReasons())
+
+    def __call__(self, function: Any, line: str) -> None:
+        reasons = self._reasons.get(function.name)
+        if reasons is not None:
+            reasons.read(line)
+        if self.verbose:
+            stream = self._stream or sys.stderr
+            with self._write:
+                print(line, file=stream, flush=True)
 
 
 def _objects_named(body: str) -> str:
@@ -392,7 +434,7 @@ def _poll_queue(local: LocalPipeline, mapping: dict[str, Any]) -> None:
     visibility = max(1, math.ceil(queue.visibility_timeout * local.visibility_scale))
     # Unscaled, the queue's own visibility timeout applies, as for Lambda's event source.
     receive_options = {"VisibilityTimeout": visibility} if visibility != queue.visibility_timeout else {}
-    reasons = _FailureReasons.on(settings.environment.get("POWERTOOLS_SERVICE_NAME", "service_undefined"))
+    reasons = local.output.reasons(function)
     doomed: dict[str, str] = {}  # message id -> what to print once the message is in the DLQ
     batch_size = int(mapping.get("BatchSize", 10))
     window = min(float(mapping.get("MaximumBatchingWindowInSeconds", 0)), 1.0)  # short locally
