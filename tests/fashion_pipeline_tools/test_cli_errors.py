@@ -209,7 +209,7 @@ def test_a_stopped_model_is_not_worth_a_retry(api, image, capsys):
 
     endpoint, handler = api
     handler.detections = error(503, "model_not_running", "the model is STOPPED, not RUNNING; an administrator must start it"
-                               " (POST /model/start)", retry_after=300, model={"status": "STOPPED"})
+                               " (POST /model/start)", model={"status": "STOPPED"})
     assert main(["detect", str(image), "--endpoint", endpoint]) == EXIT_FAILURE
     err = capsys.readouterr().err
     assert "503 model_not_running: the model is STOPPED" in err and "POST /model/start" in err

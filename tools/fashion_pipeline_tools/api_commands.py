@@ -178,13 +178,9 @@ def garment_table(answer: dict[str, Any]) -> str:
 
 
 def _fail(response: ApiResponse) -> int:
+    # The API sends Retry-After only where waiting helps, and error_message() says "retry in"
+    # only then; a stopped model's message names the start route itself.
     line = response.error_message()
-    model = response.error().get("model")
-    if isinstance(model, dict) and model.get("status") == "STOPPED" and "; retry in " in line:
-        # A stopped model stays stopped however long one waits: only a start helps.
-        line = line.rsplit("; retry in ", 1)[0]
-        if "start" not in line.lower():
-            line += "; the model must be started first (POST /model/start)"
     print(f"fashion-pipeline: the API refused: {line}", file=sys.stderr)
     return 1
 

@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_arguments(r)
 
     t = commands.add_parser("train", help="start a training run for a dataset (and optionally wait for it)")
-    t.add_argument("--dataset", required=True, help="the dataset to train on: its manifests under manifests/DATASET/")
+    t.add_argument("--dataset", required=True, help="the dataset to train on: the fragments converted from annotations/DATASET/ and its images under images/DATASET/")
     t.add_argument("--wait", action="store_true", help="follow the run until it ends; exit 1 if it fails")
     t.add_argument("--test-fraction", type=float,
                    help=f"share of pair ids the run holds out for testing, {TEST_FRACTION_MIN} to {TEST_FRACTION_MAX} (default 0.2)")

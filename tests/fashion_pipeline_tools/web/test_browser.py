@@ -122,7 +122,7 @@ ERRORS = [
     (error(404, "image_not_found", "no object images/x.jpg"), "Not found", "dataset bucket"),
     (error(429, "throttled", "Rekognition is throttling requests; retry shortly", retry_after=2), "Too many requests", "Try again in 2 seconds"),
     (error(503, "model_starting", "the model is STARTING", retry_after=120, model={**MODEL, "status": "STARTING"}), "The model is starting", "Try again in about 2 minutes"),
-    (error(503, "model_not_running", "the model is STOPPED, not RUNNING; start it with POST /model/start (an admin route)", model={**MODEL, "status": "STOPPED"}), "Model not available", "The model is STOPPED, not running"),
+    (error(503, "model_not_running", "the model is STOPPED, not RUNNING; start it with POST /model/start (an admin route)", model={**MODEL, "status": "STOPPED"}), "Model not available", "The model is STOPPED, not running. It has to be started"),
     (error(503, "model_not_deployed", "no model is deployed yet", model={"status": "NONE"}), "No model deployed", "training pipeline"),
     (error(500, "internal_error", "internal error; quote request id abc-123 when reporting it"), "went wrong", "request id"),
 ]
