@@ -32,7 +32,7 @@ versions are stopped unless the run keeps them (``keep_previous_model_running``)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 from aws_cdk import Duration
@@ -45,6 +45,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from fashion_pipeline.layout import FRAGMENTS_PREFIX
+from fashion_pipeline.lifecycle import ModelPointer
 
 EVENT_SOURCE = "fashion-pipeline"
 
@@ -440,10 +441,17 @@ class TrainingFlow:
     def _published(self, then: sfn.IChainable) -> sfn.IChainable:
         """The running model written to the model pointer, then the dataset's other models stopped."""
         g = self.grants
+        # The pointer's JSON is lifecycle.ModelPointer's (the inference API parses it with
+        # parse_pointer): this state says only where each of its fields comes from.
+        sources = {
+            "project_version_arn": VERSION_ARN, "project_arn": PROJECT_ARN, "version_name": "$.run.version_name",
+            "dataset": "$.run.dataset", "f1": "$.evaluation.f1", "inference_units": "$.run.options.inference_units",
+            "deployed_at": "$$.State.EnteredTime",
+        }  # fmt: skip
+        if list(sources) != [field.name for field in fields(ModelPointer)]:
+            raise ValueError(f"the pointer state must set exactly ModelPointer's fields, in order: {[f.name for f in fields(ModelPointer)]}")
         pointer = sfn.Pass(self.scope, "Describe current model", parameters={
-            "project_version_arn.$": VERSION_ARN, "project_arn.$": PROJECT_ARN, "version_name.$": "$.run.version_name",
-            "dataset.$": "$.run.dataset", "f1.$": "$.evaluation.f1", "inference_units.$": "$.run.options.inference_units",
-            "deployed_at.$": "$$.State.EnteredTime", "status": "RUNNING"}, result_path="$.pointer")
+            **{f"{name}.$": path for name, path in sources.items()}, "status": "RUNNING"}, result_path="$.pointer")
         publish = self._sdk(
             "Publish current model", "putParameter",
             {"Name": g.model_parameter_name, "Type": "String", "Overwrite": True, "Value.$": "States.JsonToString($.pointer)"},
