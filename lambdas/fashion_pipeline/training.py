@@ -187,11 +187,15 @@ def check_dataset_name(dataset: Any) -> str:
     return dataset
 
 
+def run_suffix(execution_name: str) -> str:
+    """How a run's id ends: the last 8 letters and digits of its execution's name, so that a
+    run folder is found from its execution (``fashion-pipeline runs``) before the run ends."""
+    return re.sub(r"[^A-Za-z0-9]", "", execution_name)[-8:] or "run"
+
+
 def run_names(dataset: str, now: dt.datetime, execution_name: str) -> dict[str, str]:
     """Names of one training run: unique per execution, readable, valid for Rekognition."""
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    suffix = re.sub(r"[^A-Za-z0-9]", "", execution_name)[-8:] or "run"
-    run_id = f"{stamp}-{suffix}"
+    run_id = f"{now.strftime('%Y%m%dT%H%M%SZ')}-{run_suffix(execution_name)}"
     return {
         "run_id": run_id,
         "project_name": project_name(dataset),

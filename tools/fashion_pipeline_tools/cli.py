@@ -258,6 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--interval", type=float, default=30.0, help="how often --wait checks the run (seconds)")
     _stack_arguments(t)
 
+    runs = commands.add_parser("runs", help="list training runs: status, start, duration, manifest counts, F1, why it ended")
+    runs.add_argument("--dataset", help="only this dataset's runs (default: every dataset's)")
+    runs.add_argument("--limit", type=_positive, default=50, help="how many of the newest runs to show")
+    runs.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _stack_arguments(runs)
+
+    models = commands.add_parser("models", help="list model versions: status, F1, created, which one the API serves, hourly cost")
+    models.add_argument("--dataset", help="only this dataset's models (default: every dataset's)")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _stack_arguments(models)
+
     register_api_commands(commands)
 
     local = commands.add_parser("local", help="run the whole pipeline offline (local mode)")
@@ -383,6 +394,61 @@ def train(args: argparse.Namespace) -> int:
     return 1
 
 
+def _outputs(args: argparse.Namespace, session: Any, *names: str) -> dict[str, str]:
+    from .aws.stack import stack_outputs
+
+    outputs = stack_outputs(session, args.stack)
+    missing = [name for name in names if name not in outputs]
+    if missing:
+        raise StackNotFound(f"stack {args.stack!r} has no {', '.join(missing)} output: deploy this version of the stack, or pass --stack")
+    return outputs
+
+
+def _dataset_filter(args: argparse.Namespace) -> str | None:
+    from fashion_pipeline.training import OptionsError, check_dataset_name
+
+    if args.dataset is None:
+        return None
+    try:
+        return check_dataset_name(args.dataset)
+    except OptionsError as exc:
+        raise InputError(f"--dataset: {exc}") from None
+
+
+def runs(args: argparse.Namespace) -> int:
+    from .aws.fleet import list_runs, runs_table
+
+    dataset = _dataset_filter(args)
+    session = _session(args)
+    outputs = _outputs(args, session, "StateMachineArn", "ArtifactsBucketName")
+    found = list_runs(session.client("stepfunctions"), session.client("s3"), state_machine_arn=outputs["StateMachineArn"],
+                      artifacts_bucket=outputs["ArtifactsBucketName"], dataset=dataset, limit=args.limit)  # fmt: skip
+    if args.json:
+        print(json.dumps(found, indent=2))
+    elif not found:
+        print(f"no training runs{f' of dataset {dataset!r}' if dataset else ''} (start one: fashion-pipeline train --dataset NAME)")
+    else:
+        print(runs_table(found))
+    return 0
+
+
+def models(args: argparse.Namespace) -> int:
+    from .aws.fleet import list_models, live_models, models_table
+
+    dataset = _dataset_filter(args)
+    session = _session(args)
+    outputs = _outputs(args, session, "ModelParameterName")
+    live = live_models(session.client("ssm"), outputs["ModelParameterName"])
+    found = list_models(session.client("rekognition"), live=live, dataset=dataset)
+    if args.json:
+        print(json.dumps(found, indent=2))
+    elif not found:
+        print(f"no models{f' of dataset {dataset!r}' if dataset else ''} (a training run creates one)")
+    else:
+        print(models_table(found))
+    return 0
+
+
 LOCAL_STATE_NOTE = ("local mode: everything (buckets, queues, tables, runs, models) lives in this process's memory"
                     " and is lost when it stops")
 
@@ -424,6 +490,10 @@ def _run(args: argparse.Namespace) -> int:
         return reprocess(args)
     elif args.command == "train":
         return train(args)
+    elif args.command == "runs":
+        return runs(args)
+    elif args.command == "models":
+        return models(args)
     elif args.command == "local":
         return local_up(args)
     elif hasattr(args, "func"):  # detect, ui
