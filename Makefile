@@ -21,10 +21,10 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 # Third-party wheels for the Lambda platform, fetched once; synthesis bundles from here offline.
-$(WHEELHOUSE)/.done: lambdas/requirements.txt lambdas/inference/requirements.txt lambdas/report/requirements.txt $(VENV)/.installed
+$(WHEELHOUSE)/.done: lambdas/requirements.txt lambdas/inference/requirements.txt lambdas/evaluation_report/requirements.txt $(VENV)/.installed
 	mkdir -p $(WHEELHOUSE)
 	$(PY) -m pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: \
-		--python-version 3.12 --implementation cp $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt -r lambdas/inference/requirements.txt -r lambdas/report/requirements.txt
+		--python-version 3.12 --implementation cp $(LAMBDA_PLATFORMS) -r lambdas/requirements.txt -r lambdas/inference/requirements.txt -r lambdas/evaluation_report/requirements.txt
 	touch $@
 
 # Two workers (pytest-xdist), one per core of the CI machine: each synthesizes the stack once

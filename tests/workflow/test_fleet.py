@@ -81,3 +81,21 @@ def test_the_dataset_of_an_execution_comes_from_its_input_or_its_request_key():
     assert dataset_of({"dataset": "shoes", "options": {}}) == "shoes"
     assert dataset_of({"detail": {"object": {"key": "requests/shoes.json"}}}) == "shoes"
     assert dataset_of({"detail": {"object": {"key": "images/x.jpg"}}}) is None and dataset_of({}) is None
+
+
+def test_report_writes_the_second_runs_charts_and_gallery_and_compares_with_the_first(trained_twice, monkeypatch, capsys, tmp_path):
+    harness, (first, second, _) = trained_twice
+    monkeypatch.setattr(cli, "_session", lambda args: harness.session)
+    out = tmp_path / "report"
+    assert cli.main(["report", "--dataset", "demo", "--out", str(out), "--compare", first["project_version"]]) == 0
+    said = capsys.readouterr().out
+    # By default the newest evaluated version: the failed run's training has no EvaluationResult.
+    assert said.startswith(str(out / "index.html")) and second["project_version"] in said
+    page = (out / "index.html").read_text()
+    assert "<svg" in page or list((out / "charts").glob("*.svg"))
+    assert list(out.rglob("*.jpg")), "the gallery draws the test images"
+    assert (out / "compare.html").is_file()
+    assert cli.main(["report", "--dataset", "demo", "--out", str(out), "--version", "demo-nope"]) == 1
+    assert "has no model version 'demo-nope'" in capsys.readouterr().err
+    assert cli.main(["report", "--dataset", "other", "--out", str(out)]) == 1
+    assert "dataset 'other' has no project" in capsys.readouterr().err

@@ -269,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _stack_arguments(models)
 
+    report = commands.add_parser("report", help="write a model version's evaluation report (charts, per-label metrics, test gallery) to a folder")
+    report.add_argument("--dataset", required=True, help="the dataset whose model is reported")
+    report.add_argument("--version", help="the model version (the VERSION column of `models`; default: the newest evaluated one)")
+    report.add_argument("--out", required=True, help="folder to write index.html, charts/ and the gallery into")
+    report.add_argument("--compare", metavar="VERSION", help="also write compare.html: per-label differences from this version")
+    report.add_argument("--no-images", action="store_true", help="leave the test images out of the gallery (no image reads)")
+    _stack_arguments(report)
+
     register_api_commands(commands)
 
     local = commands.add_parser("local", help="run the whole pipeline offline (local mode)")
@@ -449,6 +457,36 @@ def models(args: argparse.Namespace) -> int:
     return 0
 
 
+def report(args: argparse.Namespace) -> int:
+    from .aws.fleet import describe_version, s3_opener
+
+    from evaluation_report.build import build_report
+    from fashion_pipeline.evaluation import EvaluationError
+
+    dataset = _dataset_filter(args)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {args.out}: {exc.strerror or exc}") from None
+    session = _session(args)
+    rekognition = session.client("rekognition")
+    try:
+        described = describe_version(rekognition, dataset, args.version)
+        other = describe_version(rekognition, dataset, args.compare) if args.compare else None
+        evaluation, files = build_report(described, s3_opener(session.client("s3")), out, compare_with=other,
+                                         with_images=not args.no_images)  # fmt: skip
+    # VersionNotFound; a summary or manifest the description names that is gone (LookupError);
+    # one that does not parse (EvaluationError, naming the file and line).
+    except (LookupError, EvaluationError) as exc:
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 1
+    f1 = evaluation.overall.f1
+    print(f"{files[0]}  ({len(files)} files; {evaluation.version}: F1 {'-' if f1 is None else f'{f1:.3f}'}, "
+          f"{len(evaluation.labels)} labels, {len(evaluation.images)} test images)")
+    return 0
+
+
 LOCAL_STATE_NOTE = ("local mode: everything (buckets, queues, tables, runs, models) lives in this process's memory"
                     " and is lost when it stops")
 
@@ -494,6 +532,8 @@ def _run(args: argparse.Namespace) -> int:
         return runs(args)
     elif args.command == "models":
         return models(args)
+    elif args.command == "report":
+        return report(args)
     elif args.command == "local":
         return local_up(args)
     elif hasattr(args, "func"):  # detect, ui

@@ -205,3 +205,54 @@ def models_table(models: list[dict[str, Any]]) -> str:
                         ("created", "CREATED"), ("live", "API"), ("inference_units", "UNITS"), ("cost", "COST WHILE RUNNING")])  # fmt: skip
     return text + f"\n\n{lifecycle.COST_NOTE}"
 
+
+
+class VersionNotFound(LookupError):
+    """No such model version of the dataset's project."""
+
+
+def describe_version(rekognition: Any, dataset: str, version: str | None) -> dict[str, Any]:
+    """The DescribeProjectVersions description of ``version`` of ``dataset``'s project, or of
+    its newest version that was evaluated (TRAINING_COMPLETED and after) when none is given."""
+    from botocore.exceptions import ClientError
+
+    from fashion_pipeline.layout import project_name
+
+    try:
+        projects = rekognition.describe_projects(ProjectNames=[project_name(dataset)])["ProjectDescriptions"]
+    except ClientError as exc:
+        if _missing(exc):
+            projects = []
+        else:
+            raise
+    if not projects:
+        raise VersionNotFound(f"dataset {dataset!r} has no project {project_name(dataset)!r}: train it first")
+    arn = projects[0]["ProjectArn"]
+    if version is not None:
+        found = rekognition.describe_project_versions(ProjectArn=arn, VersionNames=[version])["ProjectVersionDescriptions"]
+        if not found:
+            raise VersionNotFound(f"dataset {dataset!r} has no model version {version!r} (fashion-pipeline models --dataset {dataset})")
+        return found[0]
+    evaluated = []
+    for page in rekognition.get_paginator("describe_project_versions").paginate(ProjectArn=arn):
+        evaluated += [v for v in page.get("ProjectVersionDescriptions", []) if v.get("EvaluationResult")]
+    if not evaluated:
+        raise VersionNotFound(f"dataset {dataset!r} has no evaluated model version yet")
+    return max(evaluated, key=lambda v: v.get("CreationTimestamp") or dt.datetime.min)
+
+
+def s3_opener(s3: Any) -> Any:
+    """``open_object(bucket, key)`` for the report builder: a missing or forbidden object is a
+    LookupError (an image then is left out of the gallery, which says so)."""
+    from botocore.exceptions import ClientError
+
+    def open_object(bucket: str, key: str) -> Any:
+        try:
+            return s3.get_object(Bucket=bucket, Key=key)["Body"]
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in {"NoSuchKey", "AccessDenied", "NoSuchBucket"}:
+                raise LookupError(f"s3://{bucket}/{key}: {code}") from None
+            raise
+
+    return open_object

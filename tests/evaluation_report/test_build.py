@@ -8,7 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from fashion_pipeline.evaluation import EvaluationError, evaluation_files, load_evaluation, stream_lines, version_name
-from report.build import build_report
+from evaluation_report.build import build_report
 from tests.fashion_pipeline_tools.local.test_custom_labels_emulator import (  # noqa: F401 (fixtures)
     BUCKET, aws, describe_version, emulator, make_model, wait,
 )  # fmt: skip

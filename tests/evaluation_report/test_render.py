@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fashion_pipeline.evaluation import FP, TP, build_evaluation
-from report.render import STYLES, render_comparison, render_report, thumbnail
+from evaluation_report.render import STYLES, render_comparison, render_report, thumbnail
 from tests.fashion_pipeline.test_evaluation import SNAPSHOT, snapshot_line
 
 
