@@ -423,6 +423,15 @@ def _dataset_filter(args: argparse.Namespace) -> str | None:
         raise InputError(f"--dataset: {exc}") from None
 
 
+def _of(dataset: str | None) -> str:
+    return f" of dataset {dataset!r}" if dataset else ""
+
+
+def _listing(args: argparse.Namespace, rows: list[dict[str, Any]], as_table: Any, empty: str) -> int:
+    print(json.dumps(rows, indent=2) if args.json else (as_table(rows) if rows else empty))
+    return 0
+
+
 def runs(args: argparse.Namespace) -> int:
     from .aws.fleet import list_runs, runs_table
 
@@ -431,13 +440,7 @@ def runs(args: argparse.Namespace) -> int:
     outputs = _outputs(args, session, "StateMachineArn", "ArtifactsBucketName")
     found = list_runs(session.client("stepfunctions"), session.client("s3"), state_machine_arn=outputs["StateMachineArn"],
                       artifacts_bucket=outputs["ArtifactsBucketName"], dataset=dataset, limit=args.limit)  # fmt: skip
-    if args.json:
-        print(json.dumps(found, indent=2))
-    elif not found:
-        print(f"no training runs{f' of dataset {dataset!r}' if dataset else ''} (start one: fashion-pipeline train --dataset NAME)")
-    else:
-        print(runs_table(found))
-    return 0
+    return _listing(args, found, runs_table, f"no training runs{_of(dataset)} (start one: fashion-pipeline train --dataset NAME)")
 
 
 def models(args: argparse.Namespace) -> int:
@@ -448,13 +451,7 @@ def models(args: argparse.Namespace) -> int:
     outputs = _outputs(args, session, "ModelParameterName")
     live = live_models(session.client("ssm"), outputs["ModelParameterName"])
     found = list_models(session.client("rekognition"), live=live, dataset=dataset)
-    if args.json:
-        print(json.dumps(found, indent=2))
-    elif not found:
-        print(f"no models{f' of dataset {dataset!r}' if dataset else ''} (a training run creates one)")
-    else:
-        print(models_table(found))
-    return 0
+    return _listing(args, found, models_table, f"no models{_of(dataset)} (a training run creates one)")
 
 
 def report(args: argparse.Namespace) -> int:
