@@ -93,6 +93,15 @@ def register(commands: Any) -> None:
     ui_parser = commands.add_parser("ui", help="serve the browser UI for the deployed API on 127.0.0.1")
     add_arguments_ui(ui_parser)
     ui_parser.set_defaults(func=ui)
+    for action, summary in (("start", "start the model the API serves for a dataset (it bills by the hour while it runs)"),
+                            ("stop", "stop the model the API serves for a dataset")):  # fmt: skip
+        transition = commands.add_parser(action, help=summary)
+        transition.add_argument("--dataset", required=True, help=f"the dataset whose model to {action}")
+        transition.add_argument("--wait", action="store_true",
+                                help=f"poll GET /model until the model is {'RUNNING' if action == 'start' else 'STOPPED'}; exit 1 if it ends otherwise")
+        transition.add_argument("--interval", type=float, default=10.0, help="how often --wait asks (seconds)")
+        _add_common(transition)
+        transition.set_defaults(func=start if action == "start" else stop)
 
 
 # -- the client ------------------------------------------------------------------------
@@ -232,6 +241,83 @@ def detect(args: argparse.Namespace) -> int:
     except ValueError:
         print("fashion-pipeline: error: the API's answer is not valid JSON", file=sys.stderr)
         return 1
+
+
+# -- start, stop -----------------------------------------------------------------------
+def _transition(args: argparse.Namespace, action: str) -> int:
+    """``POST /model/<action>`` through the API, so that the auto-stop counts a start from now,
+    once ``GET /model`` says the API's model is the dataset's."""
+    from fashion_pipeline.lifecycle import USD_PER_INFERENCE_UNIT_HOUR
+
+    from .api_client import ApiClientError
+
+    try:
+        client = client_for(args)
+        current = client.model()
+        if not current.ok:
+            return _fail(current)
+        model = current.json()
+        if model.get("status") == "NONE":
+            print(f"fashion-pipeline: error: no model is deployed: train one first (fashion-pipeline train --dataset {args.dataset})", file=sys.stderr)
+            return 1
+        if model.get("dataset") != args.dataset:
+            # One model pointer per stack today (README, "One model serves the API").
+            print(f"fashion-pipeline: error: the API serves dataset {model.get('dataset')!r}'s model, not {args.dataset!r}'s", file=sys.stderr)
+            return 1
+        response = client.request("POST", f"/model/{action}", headers={"Accept": "application/json"})
+        if not response.ok:
+            return _fail(response)
+        answer = response.json()
+    except (CommandError, StackNotFound) as exc:
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except ApiClientError as exc:
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError:
+        print("fashion-pipeline: error: the API's answer is not valid JSON", file=sys.stderr)
+        return 1
+    summary = answer.get("model") or {}
+    line = f"{summary.get('version')}: {answer.get('previous_status')} -> {summary.get('status')}; {answer.get('message', '')}"
+    if action == "start":
+        units = int(model.get("inference_units") or 1)
+        line += (f"\nit bills {units} inference unit(s) x ${USD_PER_INFERENCE_UNIT_HOUR:g} = about ${units * USD_PER_INFERENCE_UNIT_HOUR:g}"
+                 " per hour while it runs, idle or not (us-east-1 price; stop it with fashion-pipeline stop)")  # fmt: skip
+    for other in answer.get("running") or []:
+        line += f"\nstill billing: {other.get('arn')} ({other.get('status')}, about ${other.get('estimated_usd_per_hour')}/h)"
+    print(line, flush=True)
+    return _await(client, args, "RUNNING" if action == "start" else "STOPPED") if args.wait else 0
+
+
+def _await(client: ApiClient, args: argparse.Namespace, wanted: str) -> int:
+    """Poll ``GET /model`` until ``wanted``; a status that is neither it nor on the way to it ends the wait."""
+    import time
+
+    from .api_client import ApiClientError
+
+    on_the_way = {"RUNNING": {"STARTING"}, "STOPPED": {"STOPPING", "RUNNING"}}[wanted]
+    while True:
+        try:
+            current = client.model()
+            status = current.json().get("status") if current.ok else None
+        except (ApiClientError, ValueError) as exc:
+            print(f"fashion-pipeline: error: while waiting: {exc}", file=sys.stderr)
+            return 1
+        if status == wanted:
+            print(f"{wanted}", flush=True)
+            return 0
+        if status not in on_the_way:
+            print(f"fashion-pipeline: error: the model is {status}, not {wanted}", file=sys.stderr)
+            return 1
+        time.sleep(args.interval)
+
+
+def start(args: argparse.Namespace) -> int:
+    return _transition(args, "start")
+
+
+def stop(args: argparse.Namespace) -> int:
+    return _transition(args, "stop")
 
 
 # -- ui --------------------------------------------------------------------------------
