@@ -202,6 +202,49 @@ def test_rendered_answer_and_model_status(local, trained):
     assert model["status"] == "RUNNING"
 
 
+def test_model_status_answers_while_a_large_image_renders(local, trained, tmp_path):
+    """A render of seconds runs in one execution environment while GET /model runs in another
+    and the emulator describes the model meanwhile: the status comes back in a fraction of the
+    render's time (the slowest of three tries bounds it, so one slow answer on a loaded machine
+    does not fail the test)."""
+    from PIL import Image
+
+    side = 3000
+    photo = tmp_path / "noise.jpg"
+    Image.frombytes("RGB", (side, side), os.urandom(side * side * 3)).save(photo, format="JPEG", quality=55)
+    api = local["api_url"].rstrip("/")
+
+    def get_model() -> float:
+        started = time.monotonic()
+        with urllib.request.urlopen(api + "/model", timeout=30) as response:
+            assert json.loads(response.read())["status"] == "RUNNING"
+        return time.monotonic() - started
+
+    get_model()
+    tries = []
+    for _ in range(3):
+        rendered: list[float] = []
+
+        def render() -> None:
+            started = time.monotonic()
+            status, png = detect(local, photo, accept="image/png")
+            assert status == 200 and png.startswith(b"\x89PNG")
+            rendered.append(time.monotonic() - started)
+
+        rendering = threading.Thread(target=render)
+        rendering.start()
+        time.sleep(0.3)  # the render is under way: decoding, detecting or drawing
+        status_seconds = get_model()
+        rendering.join()
+        assert rendered, "the render failed"
+        tries.append((status_seconds, rendered[0]))
+        if rendered[0] >= 2 and status_seconds < 0.3 * rendered[0]:
+            break
+    status_seconds, render_seconds = tries[-1]
+    assert render_seconds >= 2, f"the render took {render_seconds:.2f} s: too quick to tell a wait from none ({tries})"
+    assert status_seconds < 0.3 * render_seconds, f"GET /model took {status_seconds:.2f} s beside a {render_seconds:.2f} s render ({tries})"
+
+
 def test_the_page_from_local_mode_in_a_real_browser(local, trained, tmp_path):
     reason = missing()
     if reason:

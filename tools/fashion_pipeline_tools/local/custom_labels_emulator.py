@@ -70,6 +70,7 @@ import io
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -266,12 +267,17 @@ class Controller:
             self._fail_dataset = message
 
     def handle(self, operation: str, params: dict[str, Any], backend: Any, caller: Any = None) -> str:
+        # The lock guards the emulator's state only. Checking the request against the model and
+        # the part of an operation that reads nothing but the request (DetectCustomLabels
+        # decoding a large image takes seconds) run outside it, so that moto's other request
+        # threads (the API's GET /model describing the model meanwhile) do not wait for them.
         with self._lock:
             self.calls.append((operation, params))
-            violations = service_model.validate_request("rekognition", operation, _decoded(params))
-            violations += _tag_violations(params.get("Tags"))
-            if violations:
-                raise ServiceError("InvalidParameterException", "; ".join(violations))
+        violations = service_model.validate_request("rekognition", operation, _decoded(params))
+        violations += _tag_violations(params.get("Tags"))
+        if violations:
+            raise ServiceError("InvalidParameterException", "; ".join(violations))
+        with self._lock:
             faults = self._faults.get(operation)
             if faults:
                 raise ServiceError(*faults.pop(0))
@@ -279,16 +285,32 @@ class Controller:
             if store is None:  # lives on the backend so that moto's reset discards it
                 store = backend._custom_labels = Store()
             service = _Service(self, backend, store, caller)
-            try:
-                answer = _drop_none(getattr(service, camelcase_to_underscores(operation))(params))
-            except ServiceError as exc:
-                _modelled(operation, exc.error_type)  # the emulator itself must speak only modelled errors
-                raise
+            answer = _served(operation, lambda: getattr(service, camelcase_to_underscores(operation))(params))
+        if isinstance(answer, _Unlocked):
+            answer = _served(operation, answer.finish)
+        answer = _drop_none(answer)
+        with self._lock:
             strips = self._strips.get(operation)
             if strips:
                 for path in strips.pop(0):
                     _remove(answer, path.split("."))
-            return json.dumps(answer)
+        return json.dumps(answer)
+
+
+@dataclass(frozen=True)
+class _Unlocked:
+    """What is left of an operation once its state is read: work on the request alone, done
+    after the controller's lock is released."""
+
+    finish: Callable[[], dict[str, Any]]
+
+
+def _served(operation: str, run: Callable[[], Any]) -> Any:
+    try:
+        return run()
+    except ServiceError as exc:
+        _modelled(operation, exc.error_type)  # the emulator itself must speak only modelled errors
+        raise
 
 
 def _decoded(params: dict[str, Any]) -> dict[str, Any]:
@@ -914,13 +936,18 @@ class _Service:
         return {"Status": "STOPPING"}
 
     # -- inference ----------------------------------------------------------------------
-    def detect_custom_labels(self, p: dict[str, Any]) -> dict[str, Any]:
+    def detect_custom_labels(self, p: dict[str, Any]) -> _Unlocked:
         version = self._get(self.store.versions, p.get("ProjectVersionArn"), "model")
         if version.status != "RUNNING":
             raise ServiceError("ResourceNotReadyException", f"The model is {version.status}; start it and wait for RUNNING.")
         image = p.get("Image") or {}
         if ("Bytes" in image) == ("S3Object" in image):
             raise ServiceError("InvalidParameterException", "Give exactly one of Image.Bytes and Image.S3Object.")
+        memory = version.memory  # set once, when training finished; never changed after
+        return _Unlocked(lambda: self._detect_in_image(p, image, memory))
+
+    def _detect_in_image(self, p: dict[str, Any], image: dict[str, Any], memory: dict[str, Entry]) -> dict[str, Any]:
+        """DetectCustomLabels on the image itself: read, checked, decoded and recognised."""
         if "Bytes" in image:
             try:
                 data = base64.b64decode(image["Bytes"], validate=True)
@@ -944,7 +971,7 @@ class _Service:
         except ImageError:
             raise ServiceError("InvalidImageFormatException", "Request has invalid image format") from None
         minimum = float(p.get("MinConfidence") or 0.0)
-        found = [lab for lab in predict(version.memory, hashlib.sha256(data).hexdigest()) if CONFIDENCE >= minimum]
+        found = [lab for lab in predict(memory, hashlib.sha256(data).hexdigest()) if CONFIDENCE >= minimum]
         found.sort(key=lambda lab: (-CONFIDENCE, lab.name))  # stable: same label keeps manifest order
         if p.get("MaxResults") is not None:
             found = found[: int(p["MaxResults"])]
