@@ -165,8 +165,11 @@ def test_the_command_parser_reads_continuations_comments_and_quotes():
 
 def make_recipe(target: str) -> list[str]:
     """What ``make <target>`` runs once its prerequisites (.venv, wheelhouse) are in place."""
-    result = subprocess.run(["make", "-n", "-o", ".venv/.installed", "-o", "build/wheelhouse/.done", target],
-                            cwd=ROOT, capture_output=True, text=True, check=True)
+    # Under `make test` this runs inside make: without its MAKEFLAGS/MAKELEVEL the inner make
+    # prints only the recipe, not "make[1]: Entering directory".
+    env = {name: value for name, value in os.environ.items() if name not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "-o", "build/wheelhouse/.done", target],
+                            cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     return [line for line in result.stdout.splitlines() if line.strip()]
 
 
