@@ -186,6 +186,21 @@ def garment_table(answer: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _refused(exc: Exception) -> int:
+    """The one line and exit status of a command that got no usable answer: 2 for a problem of
+    the caller's (no stack, bad arguments), 1 when the API could not be reached or answered junk."""
+    from .api_client import ApiClientError
+
+    if isinstance(exc, (CommandError, StackNotFound)):
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(exc, ApiClientError):
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 1
+    print("fashion-pipeline: error: the API's answer is not valid JSON", file=sys.stderr)
+    return 1
+
+
 def _fail(response: ApiResponse) -> int:
     # The API sends Retry-After only where waiting helps, and error_message() says "retry in"
     # only then; a stopped model's message names the start route itself.
@@ -232,15 +247,8 @@ def detect(args: argparse.Namespace) -> int:
                 return 2
             print(f"wrote {out} ({len(drawing.body):,} bytes)", file=sys.stderr if args.json else sys.stdout)
         return 0
-    except (CommandError, StackNotFound) as exc:
-        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
-        return 2
-    except ApiClientError as exc:
-        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError:
-        print("fashion-pipeline: error: the API's answer is not valid JSON", file=sys.stderr)
-        return 1
+    except (CommandError, StackNotFound, ApiClientError, ValueError) as exc:
+        return _refused(exc)
 
 
 # -- start, stop -----------------------------------------------------------------------
@@ -268,15 +276,8 @@ def _transition(args: argparse.Namespace, action: str) -> int:
         if not response.ok:
             return _fail(response)
         answer = response.json()
-    except (CommandError, StackNotFound) as exc:
-        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
-        return 2
-    except ApiClientError as exc:
-        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError:
-        print("fashion-pipeline: error: the API's answer is not valid JSON", file=sys.stderr)
-        return 1
+    except (CommandError, StackNotFound, ApiClientError, ValueError) as exc:
+        return _refused(exc)
     summary = answer.get("model") or {}
     line = f"{summary.get('version')}: {answer.get('previous_status')} -> {summary.get('status')}; {answer.get('message', '')}"
     if action == "start":
