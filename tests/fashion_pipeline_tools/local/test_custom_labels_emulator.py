@@ -64,6 +64,20 @@ def put_data(s3, train=TRAIN, test=TEST):
     s3.put_object(Bucket=BUCKET, Key="test.manifest", Body="\n".join(test) + "\n")
 
 
+def trainer_rekognition(statements):
+    """Inside mock_aws: the test data put, an IAM user "trainer" with only ``statements``, and a
+    Rekognition client calling as that user (IAM is enforced once the caller enters enforcing())."""
+    admin = boto3.Session(region_name="us-east-1")
+    put_data(admin.client("s3"))
+    iam = admin.client("iam")
+    iam.create_user(UserName="trainer")
+    keys = iam.create_access_key(UserName="trainer")["AccessKey"]
+    policy = {"Version": "2012-10-17", "Statement": statements}
+    iam.put_user_policy(UserName="trainer", PolicyName="p", PolicyDocument=json.dumps(policy))
+    return boto3.client("rekognition", region_name="us-east-1", config=NO_RETRY,
+                        aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"])
+
+
 @pytest.fixture
 def aws(emulator):
     with mock_aws():
@@ -522,19 +536,11 @@ def test_reads_and_writes_are_the_callers(emulator):
     from fashion_pipeline_tools.local import authorization
 
     with mock_aws():
-        admin = boto3.Session(region_name="us-east-1")
-        put_data(admin.client("s3"))
-        iam = admin.client("iam")
-        iam.create_user(UserName="trainer")
-        keys = iam.create_access_key(UserName="trainer")["AccessKey"]
-        policy = {"Version": "2012-10-17", "Statement": [
+        rek = trainer_rekognition([
             {"Effect": "Allow", "Action": "rekognition:*", "Resource": "*"},
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": [f"arn:aws:s3:::{BUCKET}/train.manifest", f"arn:aws:s3:::{BUCKET}/test.manifest"]},
-        ]}
-        iam.put_user_policy(UserName="trainer", PolicyName="p", PolicyDocument=json.dumps(policy))
+        ])
         with authorization.enforcing():
-            rek = boto3.client("rekognition", region_name="us-east-1", config=NO_RETRY,
-                               aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"])
             project = rek.create_project(ProjectName="p")["ProjectArn"]
             arn = rek.create_dataset(ProjectArn=project, DatasetType="TRAIN", DatasetSource=source("train.manifest"))["DatasetArn"]
             described, _ = wait(lambda: rek.describe_dataset(DatasetArn=arn), ["DatasetDescription"], {"CREATE_COMPLETE", "CREATE_FAILED"})
@@ -627,20 +633,12 @@ def test_training_output_is_written_as_the_caller(emulator):
     from fashion_pipeline_tools.local import authorization
 
     with mock_aws():
-        admin = boto3.Session(region_name="us-east-1")
-        put_data(admin.client("s3"))
-        iam = admin.client("iam")
-        iam.create_user(UserName="trainer")
-        keys = iam.create_access_key(UserName="trainer")["AccessKey"]
-        policy = {"Version": "2012-10-17", "Statement": [
+        rek = trainer_rekognition([
             {"Effect": "Allow", "Action": "rekognition:*", "Resource": "*"},
             {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/*"},
             {"Effect": "Allow", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/output/EvaluationSummary-*"},
-        ]}  # fmt: skip
-        iam.put_user_policy(UserName="trainer", PolicyName="p", PolicyDocument=json.dumps(policy))
+        ])  # fmt: skip
         with authorization.enforcing():
-            rek = boto3.client("rekognition", region_name="us-east-1", config=NO_RETRY,
-                               aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"])
             project, _ = make_model(rek)
             described, _ = wait(describe_version(rek, project), [], {"TRAINING_COMPLETED", "TRAINING_FAILED"})
         assert described["Status"] == "TRAINING_FAILED" and "EvaluationResult" not in described
