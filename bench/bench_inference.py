@@ -51,7 +51,7 @@ IMPORT_TARGET_MS = 300.0
 JSON_P50_TARGET_MS = 5.0
 
 FUNCTION_ENV = {
-    "MODEL_PARAMETER": "/fashion-pipeline/model",
+    "MODEL_PARAMETER_PREFIX": "/fashion-pipeline/models",
     "DATASET_BUCKET": "fashion-dataset-bench",
     "ACTIVITY_TABLE": "fashion-model-activity-bench",
     "AUTO_START": "false",
@@ -94,8 +94,8 @@ class Rek:
     def detect_custom_labels(self, **p):
         return {"CustomLabels": [{"Name": "vest", "Confidence": 90.0, "Geometry": {"BoundingBox": {"Left": 0.1, "Top": 0.1, "Width": 0.5, "Height": 0.5}}}]}
 class Ssm:
-    def get_parameter(self, Name):
-        return {"Parameter": {"Value": json.dumps({"project_version_arn": "arn:v", "project_arn": "arn:p", "version_name": "v"})}}
+    def get_parameters_by_path(self, Path, **p):
+        return {"Parameters": [{"Name": Path + "/bench", "Value": json.dumps({"project_version_arn": "arn:v", "project_arn": "arn:p", "version_name": "v"})}]}
 class Ddb:
     def update_item(self, **p):
         return {}
@@ -311,12 +311,12 @@ class _SSM:
     def __init__(self) -> None:
         self.calls = 0
 
-    def get_parameter(self, Name: str) -> dict[str, Any]:
+    def get_parameters_by_path(self, Path: str, **_: Any) -> dict[str, Any]:
         self.calls += 1
         pointer = {"project_version_arn": "arn:aws:rekognition:us-east-1:123456789012:project/fashion/version/v1/1",
                    "project_arn": "arn:aws:rekognition:us-east-1:123456789012:project/fashion/1", "version_name": "v1",
                    "dataset": "bench", "f1": 0.9, "inference_units": 1, "deployed_at": "2026-11-28T10:00:00Z", "status": "RUNNING"}  # fmt: skip
-        return {"Parameter": {"Value": json.dumps(pointer)}}
+        return {"Parameters": [{"Name": f"{Path}/bench", "Value": json.dumps(pointer)}]}
 
 
 class _DynamoDB:

@@ -26,6 +26,8 @@ BENCHMARKS = {
     "bench_coco": ["--sizes", "2000", "--repeat", "1"],
     # inference handler: cold import (JSON vs render path), warm per-request overhead
     "bench_inference": ["--runs", "2", "--requests", "50", "--render-requests", "5"],
+    # the report function's build_report as the test set grows: wall time, peak RSS
+    "bench_report": ["--sizes", "1000"],
 }
 
 

@@ -1,4 +1,4 @@
-"""The inference API: API Gateway (REST) -> inference Lambda -> the deployed model.
+"""The inference API: API Gateway (REST) -> inference Lambda -> each dataset's live model.
 
 Every method needs IAM (SigV4) by default; ``apiAuth: apiKey`` switches the public routes
 to an API key with a usage plan, while starting and stopping the model always needs IAM.
@@ -16,7 +16,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infrastructure.bundling import dependencies_layer
@@ -24,12 +23,13 @@ from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge
 from fashion_pipeline.layout import PROJECT_PREFIX
-from infrastructure.training import project_arns
+from infrastructure.training import pointer_path_arn, project_arns
 
 # API Gateway hands these request bodies to Lambda base64-encoded, and turns a base64
 # Lambda answer back into bytes when the client accepts one of them.
 BINARY_MEDIA_TYPES = ["image/png", "image/jpeg", "application/octet-stream"]
 AUTOSTOP_EVERY = Duration.minutes(5)
+POINTER_TTL_SECONDS = 15
 
 
 class InferenceApi(Construct):
@@ -40,7 +40,6 @@ class InferenceApi(Construct):
         *,
         config: PipelineConfig,
         dependencies: lambda_.ILayerVersion,
-        model_parameter: ssm.IStringParameter,
         dataset_bucket_name: str,
     ) -> None:
         super().__init__(scope, id)
@@ -60,12 +59,17 @@ class InferenceApi(Construct):
             description="Detects and outlines garments with the deployed Custom Labels model",
             dependencies=dependencies, extra_layers=(imaging,), memory_mb=1024, timeout=Duration.seconds(29),
             environment={
-                "MODEL_PARAMETER": model_parameter.parameter_name,
+                "MODEL_PARAMETER_PREFIX": config.model_parameter_prefix,
+                "DEFAULT_DATASET": config.default_dataset or "",
                 "DATASET_BUCKET": dataset_bucket_name,
                 "ACTIVITY_TABLE": self.activity_table.table_name,
                 "AUTO_START": "true" if config.auto_start_on_demand else "false",
                 "CORS_ORIGIN": config.cors_origin or "",
-                "POINTER_TTL_SECONDS": "60",
+                # How soon a moved pointer (a deployment, a roll-back) reaches every container: one
+                # GetParametersByPath per container per 15 s stays far below Parameter Store's
+                # default 40 transactions per second for Get* calls (Systems Manager endpoints and
+                # quotas, https://docs.aws.amazon.com/general/latest/gr/ssm.html).
+                "POINTER_TTL_SECONDS": str(POINTER_TTL_SECONDS),
             },
         )
         self.autostop = ProjectFunction(
@@ -73,25 +77,26 @@ class InferenceApi(Construct):
             description="Stops the deployed model after a period without requests",
             dependencies=dependencies, timeout=Duration.seconds(60),
             environment={
-                "MODEL_PARAMETER": model_parameter.parameter_name,
+                "MODEL_PARAMETER_PREFIX": config.model_parameter_prefix,
                 "ACTIVITY_TABLE": self.activity_table.table_name,
                 "IDLE_MINUTES": str(config.idle_stop_minutes),
             },
         )
         if config.idle_stop_minutes:
-            events.Rule(self, "AutoStopSchedule", description="Checks whether the deployed model is idle",
+            events.Rule(self, "AutoStopSchedule", description="Checks whether the pipeline's models are idle",
                         schedule=events.Schedule.rate(AUTOSTOP_EVERY)).add_target(targets.LambdaFunction(self.autostop.function))
 
-        self._grant(model_parameter)
+        self._grant(config.model_parameter_prefix)
         self.api = self._rest_api(config)
 
-    def _grant(self, model_parameter: ssm.IStringParameter) -> None:
+    def _grant(self, pointer_prefix: str) -> None:
         for function, actions in (
             (self.inference, ["rekognition:DetectCustomLabels", "rekognition:DescribeProjectVersions",
                               "rekognition:StartProjectVersion", "rekognition:StopProjectVersion"]),
             (self.autostop, ["rekognition:DescribeProjectVersions", "rekognition:StopProjectVersion"]),
         ):
-            model_parameter.grant_read(function.role)
+            # Every dataset's pointer in one call (non-recursive): the path, read-only.
+            function.role.add_to_principal_policy(iam.PolicyStatement(actions=["ssm:GetParametersByPath"], resources=[pointer_path_arn(pointer_prefix)]))
             function.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=project_arns()))
             acknowledge(function.role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/{PROJECT_PREFIX}*]",
                         "Model versions are created per training run, so their ARNs are known only at run time (the API "
@@ -147,6 +152,7 @@ class InferenceApi(Construct):
         admin = apigw.MethodOptions(request_validator=validator, authorization_type=apigw.AuthorizationType.IAM, api_key_required=False)
         api.root.add_resource("detections").add_method("POST", integration, **_kwargs(public))
         api.root.add_resource("openapi.json").add_method("GET", integration, **_kwargs(public))
+        api.root.add_resource("models").add_method("GET", integration, **_kwargs(public))
         model = api.root.add_resource("model")
         model.add_method("GET", integration, **_kwargs(public))
         model.add_resource("start").add_method("POST", integration, **_kwargs(admin))

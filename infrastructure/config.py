@@ -19,6 +19,8 @@ from typing import Any
 
 from aws_cdk import RemovalPolicy
 
+from fashion_pipeline.layout import MODEL_PARAMETER_PREFIX
+
 CONTEXT_KEY = "fashion-pipeline:config"
 
 # CloudWatch Logs accepts only these retention periods.
@@ -67,8 +69,12 @@ class PipelineConfig:
     """Fragments each assembly child reads (the Distributed Map's batch, 1-10000)."""
     assembly_max_concurrency: int = 40
     """Assembly children running at once (1-1000; each is a Lambda invocation)."""
-    model_parameter_name: str = "/fashion-pipeline/model"
-    """SSM parameter holding the deployed model (read by the inference API)."""
+    model_parameter_prefix: str = MODEL_PARAMETER_PREFIX
+    """SSM path under which each dataset's live model is one parameter, <prefix>/<dataset>
+    (written by the workflow and by ``fashion-pipeline deploy``, read by the inference API)."""
+    default_dataset: str | None = None
+    """The dataset the API answers for when a request names none; None: the one dataset with a
+    live model (a request must name one when several have)."""
     api_auth: str = "iam"
     """'iam' (SigV4-signed calls) or 'apiKey' (x-api-key header, with a usage plan)."""
     cors_origin: str | None = None
@@ -145,6 +151,9 @@ class PipelineConfig:
             k: v for k, v in {**(base or {}), **raw}.items() if not (isinstance(k, str) and k.startswith("//"))
         }
         unknown = sorted(set(values) - set(_PARSERS))
+        replaced = [key for key in unknown if key in _REPLACED]
+        if replaced:
+            raise ConfigError(f"{CONTEXT_KEY}.{replaced[0]}: no longer a key: {_REPLACED[replaced[0]]}")
         if unknown:
             raise ConfigError(
                 f"{CONTEXT_KEY}.{unknown[0]}: unknown key (valid keys: {', '.join(sorted(_PARSERS))})"
@@ -250,9 +259,20 @@ def _origin(value: Any) -> str:
     return value
 
 
-def _parameter_name(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^/[A-Za-z0-9_.\-/]{1,1000}$", value):
-        raise _Invalid("must be an SSM parameter path such as /fashion-pipeline/model")
+def _parameter_path(value: Any) -> str:
+    # SSM: names hold a-zA-Z0-9_.- and "/", at most 15 levels, 1,011 characters with the
+    # prefix ("Creating Systems Manager parameters", Parameter Store docs); the dataset (at most
+    # 64 characters, fashion_pipeline.training.DATASET_NAME) is one more level.
+    if not isinstance(value, str) or not re.match(r"^(/[A-Za-z0-9_.\-]+){1,13}$", value) or len(value) > 900 or value.lower().startswith(("/aws", "/ssm")):
+        raise _Invalid("must be an SSM parameter path such as /fashion-pipeline/models (no trailing slash, not under /aws or /ssm)")
+    return value
+
+
+def _dataset_name(value: Any) -> str:
+    from fashion_pipeline.training import DATASET_NAME
+
+    if not isinstance(value, str) or not DATASET_NAME.match(value):
+        raise _Invalid("must be a dataset name (1-64 letters, digits, '_', '.', '-')")
     return value
 
 
@@ -279,6 +299,12 @@ _KEY_OF_OPTION = {
     "test_fraction": "testFraction", "label_mapping": "labelMapping", "min_f1": "minF1", "inference_units": "inferenceUnits",
     "deploy": "deployAfterTraining", "poll_seconds": "trainingPollSeconds", "training_timeout_hours": "trainingTimeoutHours",
     "keep_previous_model_running": "keepPreviousModelRunning",
+}
+
+# Keys of earlier versions, and what took their place (README, "One live model per dataset").
+_REPLACED = {
+    "modelParameterName": "each dataset's model now has its own pointer, <modelParameterPrefix>/<dataset> (see the README's "
+                          "'Upgrading from the single pointer')",
 }
 
 # context key -> (dataclass field, parser); the parser raises _Invalid with the expectation.
@@ -310,7 +336,8 @@ _PARSERS = {
     "assemblyBatchSize": ("assembly_batch_size", _integer(1, 10_000)),
     # Lambda's default account concurrency is 1,000, shared with the converter and the API.
     "assemblyMaxConcurrency": ("assembly_max_concurrency", _integer(1, 1_000)),
-    "modelParameterName": ("model_parameter_name", _parameter_name),
+    "modelParameterPrefix": ("model_parameter_prefix", _parameter_path),
+    "defaultDataset": ("default_dataset", _optional(_dataset_name)),
     "apiAuth": ("api_auth", _choice("iam", "apiKey")),
     "corsOrigin": ("cors_origin", _optional(_origin)),
     "apiThrottleRate": ("api_throttle_rate", _integer(1, 10_000)),

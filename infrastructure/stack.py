@@ -4,9 +4,11 @@ In order: ``Storage`` (dataset and artifacts buckets), one shared layer of third
 (``dependencies_layer``), ``Ingestion`` (queue, dead-letter queue and converter),
 ``NotificationTopic`` (alarms and run outcomes), ``TrainingWorkflow`` (its state machine, its
 functions and the model pointer), ``ReprocessWorkflow`` (re-enqueues a dataset's annotations on
-the converter's queue) and ``InferenceApi`` (API Gateway, inference function, idle auto-stop).
-Every cross-construct grant is made here, so that each permission between units is visible in
-one place; the stack's outputs name what the CLI and local mode look up.
+the converter's queue), ``InferenceApi`` (API Gateway, inference function, idle auto-stop) and
+``BatchDetection`` (batch jobs over a prefix of images/). Every cross-construct grant is made
+here, so that each permission between units is visible in one place, but BatchDetection's: it
+receives exactly the buckets and the table it touches and grants itself on their prefixes
+(infrastructure/batch.py lists them); the stack's outputs name what the CLI and local mode look up.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from fashion_pipeline.layout import EVALUATION_FOLDER
 from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.ingestion import Ingestion
 from infrastructure.monitoring import NotificationTopic
 from infrastructure.api import InferenceApi
+from infrastructure.batch import BatchDetection
 from infrastructure.reprocess import ReprocessWorkflow
 from infrastructure.training import TrainingWorkflow
 from infrastructure.nag import acknowledge, object_wildcard
@@ -87,7 +91,6 @@ class FashionPipelineStack(Stack):
             "Api",
             config=config,
             dependencies=self.python_dependencies,
-            model_parameter=self.training.model_parameter,
             dataset_bucket_name=self.storage.dataset_bucket.bucket_name,
         )
         # Detections may name an image already in the dataset bucket.
@@ -96,13 +99,19 @@ class FashionPipelineStack(Stack):
         acknowledge(self.api.inference.role, object_wildcard(self.storage.dataset_bucket, f"{IMAGES_PREFIX}*"),
                     "A detection may name any uploaded image by key; reads are limited to the images/ prefix.")
 
+        # Batch detection over a prefix of images/ (it grants itself what it touches of these).
+        self.batch = BatchDetection(self, "Batch", config=config, dataset_bucket=self.storage.dataset_bucket,
+                                    artifacts_bucket=self.storage.artifacts_bucket, dependencies=self.python_dependencies,
+                                    activity_table=self.api.activity_table)
+
         CfnOutput(self, "DatasetBucketName", value=self.storage.dataset_bucket.bucket_name)
         CfnOutput(self, "ArtifactsBucketName", value=self.storage.artifacts_bucket.bucket_name)
         CfnOutput(self, "AnnotationQueueUrl", value=self.ingestion.queue.queue_url)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.ingestion.dead_letter_queue.queue_url)
         CfnOutput(self, "StateMachineArn", value=self.training.state_machine.state_machine_arn)
         CfnOutput(self, "ReprocessStateMachineArn", value=self.reprocess.state_machine.state_machine_arn)
-        CfnOutput(self, "ModelParameterName", value=self.config.model_parameter_name)
+        CfnOutput(self, "BatchStateMachineArn", value=self.batch.state_machine.state_machine_arn)
+        CfnOutput(self, "ModelParameterPrefix", value=self.config.model_parameter_prefix)
         CfnOutput(self, "NotificationTopicArn", value=self.notifications.topic.topic_arn)
         CfnOutput(self, "ApiUrl", value=self.api.api.url)
         if getattr(self.api, "api_key", None) is not None:
@@ -129,6 +138,13 @@ class FashionPipelineStack(Stack):
             actions=["s3:ListBucket"], resources=[artifacts.bucket_arn], conditions={"StringLike": {"s3:prefix": [runs]}}))
         # Evaluate reads the summary file Rekognition writes under the run's output prefix.
         iam.Grant.add_to_principal(grantee=training.evaluate_function, actions=["s3:GetObject"], resource_arns=[artifacts.arn_for_objects(runs)])
+        # The report reads the evaluation files Rekognition writes under a run's output prefix (this
+        # run's, and the previous live model's for the comparison) and the test images it draws, and
+        # writes only its own folder (fashion_pipeline.layout.run_report_prefix).
+        report_reads = [artifacts.arn_for_objects(f"{RUNS_PREFIX}*/output/*"), dataset.arn_for_objects(f"{IMAGES_PREFIX}*")]
+        iam.Grant.add_to_principal(grantee=training.report_function, actions=["s3:GetObject"], resource_arns=report_reads)
+        iam.Grant.add_to_principal(grantee=training.report_function, actions=["s3:PutObject"],
+                                   resource_arns=[artifacts.arn_for_objects(f"{RUNS_PREFIX}*/{EVALUATION_FOLDER}*")])
         self.notifications.grant_publish(training.state_machine)
         grants = [
             (training.prepare_function, dataset, f"{REQUESTS_PREFIX}*"),
@@ -138,6 +154,9 @@ class FashionPipelineStack(Stack):
             (training.assemble_function, artifacts, runs),
             (training.evaluate_function, artifacts, runs),
             (training.finish_function, artifacts, runs),
+            (training.report_function, artifacts, f"{RUNS_PREFIX}*/output/*"),
+            (training.report_function, artifacts, f"{RUNS_PREFIX}*/{EVALUATION_FOLDER}*"),
+            (training.report_function, dataset, f"{IMAGES_PREFIX}*"),
         ]
         for function, bucket, pattern in grants:
             acknowledge(

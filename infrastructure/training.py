@@ -1,10 +1,10 @@
 """The training workflow's resources: its functions, the run lease, the state machine and the
 rule that starts it. The definition itself is ``training_flow.TrainingFlow``.
 
-The model pointer (the SSM parameter naming the deployed model) is not a CloudFormation
-resource: a stack update that touched it would reset it to its template value, and then
-nothing would watch or serve the running model. The workflow creates and overwrites it;
-the stack only grants access to its name.
+The model pointers (one SSM parameter per dataset, ``<modelParameterPrefix>/<dataset>``, naming
+its live model) are not CloudFormation resources: a stack update that touched one would reset it
+to its template value, and then nothing would watch or serve the running model. The workflow and
+``fashion-pipeline deploy`` create and overwrite them; the stack only grants access to their names.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
-from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from fashion_pipeline.layout import PROJECT_PREFIX
 from fashion_pipeline.training import MAX_RUN_SECONDS
 from infrastructure.config import PipelineConfig
+from infrastructure.evaluation_report import report_function
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge, acknowledge_distributed_map
 from infrastructure.storage import IMAGES_PREFIX, REQUESTS_PREFIX, RUNS_PREFIX
@@ -37,6 +37,26 @@ from infrastructure.training_flow import READ_FRAGMENTS_LABEL, FlowAssembly, Flo
 def project_arns() -> list[str]:
     """Every Custom Labels project of this pipeline, with its datasets and model versions."""
     return [f"arn:{Aws.PARTITION}:rekognition:{Aws.REGION}:{Aws.ACCOUNT_ID}:project/{PROJECT_PREFIX}*"]
+
+
+def pointer_path_arn(prefix: str) -> str:
+    """The ARN of the pointers' path: what ssm:GetParametersByPath is authorized on. Access to a
+    path is access to every level under it ("Restricting access to Systems Manager parameters
+    using IAM policies", https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html),
+    so it is granted on the pointers' own path only, and only with the read action."""
+    return f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{prefix.strip('/')}"
+
+
+def pointer_arns(prefix: str) -> list[str]:
+    """Every dataset's model pointer, ``<prefix>/<dataset>``."""
+    return [f"{pointer_path_arn(prefix)}/*"]
+
+
+def acknowledge_pointers(target: Construct, prefix: str, why: str) -> None:
+    """Acknowledge the wildcard of ``pointer_arns`` on ``target``: datasets are named at run time."""
+    acknowledge(target, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{prefix.strip('/')}/*]",
+                f"Each dataset's live model is the SSM parameter {prefix.rstrip('/')}/<dataset>, and datasets are named at "
+                f"run time; the grant covers only that path and the listed parameter actions. {why}")
 
 
 class TrainingWorkflow(Construct):
@@ -53,6 +73,7 @@ class TrainingWorkflow(Construct):
     ) -> None:
         super().__init__(scope, id)
         removal = config.stateful_removal
+        self._pointer_prefix = config.model_parameter_prefix
         self.lock_table = dynamodb.TableV2(
             self,
             "RunLocks",
@@ -62,7 +83,6 @@ class TrainingWorkflow(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
             removal_policy=removal,
         )
-        self.model_parameter = ssm.StringParameter.from_string_parameter_name(self, "CurrentModel", config.model_parameter_name)
         functions = self._functions(config, dataset_bucket, artifacts_bucket, dependencies)
         flow = TrainingFlow(
             self,
@@ -71,8 +91,8 @@ class TrainingWorkflow(Construct):
                                   max_concurrency=config.assembly_max_concurrency),
             grants=FlowGrants(
                 project_arns=project_arns(),
-                model_parameter_name=config.model_parameter_name,
-                model_parameter_arn=self.model_parameter.parameter_arn,
+                model_parameter_prefix=config.model_parameter_prefix,
+                model_parameter_arns=pointer_arns(config.model_parameter_prefix),
                 training_data_reads=_training_data_reads(dataset_bucket, artifacts_bucket),
                 training_output_writes=_training_output_writes(artifacts_bucket),
             ),
@@ -121,6 +141,9 @@ class TrainingWorkflow(Construct):
         self.evaluate_function = function("EvaluateFunction", "evaluate", "Writes the evaluation report and takes the deploy decision")
         self.retire_function = function("RetireFunction", "retire", "Stops the dataset's other running models once a new one runs")
         self.finish_function = function("FinishFunction", "finish", "Records a run's outcome and frees the dataset's lease")
+        # Every run's evaluation report, with its own layer (infrastructure/evaluation_report.py).
+        self.report = report_function(self, "ReportFunction", config=config, dependencies=dependencies)
+        self.report_function = self.report.function
 
         self.lock_table.grant_read_write_data(self.prepare_function)
         self.lock_table.grant_read_write_data(self.finish_function)
@@ -128,7 +151,7 @@ class TrainingWorkflow(Construct):
             actions=["rekognition:DescribeProjectVersions", "rekognition:StopProjectVersion"], resources=project_arns()))
         acknowledge(self.retire_function.role, _PROJECTS_FINDING, _PROJECTS_REASON)
         return FlowFunctions(self.prepare_function, self.shard_function, self.assemble_function, self.evaluate_function,
-                             self.retire_function, self.finish_function)
+                             self.retire_function, self.finish_function, self.report_function)
 
     def _acknowledge_machine_role(self, dataset_bucket: s3.IBucket, artifacts_bucket: s3.IBucket, functions: FlowFunctions) -> None:
         role = self.state_machine.role
@@ -137,6 +160,7 @@ class TrainingWorkflow(Construct):
                     "and rekognition:DescribeProjects and CreateProject have no resource-level permissions; every other "
                     "Rekognition action is limited to this pipeline's projects.")
         acknowledge(role, _PROJECTS_FINDING, _PROJECTS_REASON)
+        acknowledge_pointers(role, self._pointer_prefix, "The workflow publishes the model of the dataset it trained.")
         acknowledge(role, "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
                     "Publishing to the encrypted notification topic needs a data key from its key; the grant "
                     "is on that one key.")

@@ -44,7 +44,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from fashion_pipeline.layout import FRAGMENTS_PREFIX
+from fashion_pipeline.layout import FRAGMENTS_PREFIX, model_pointer_name
 from fashion_pipeline.lifecycle import ModelPointer
 
 EVENT_SOURCE = "fashion-pipeline"
@@ -79,6 +79,7 @@ class FlowFunctions:
     evaluate: lambda_.IFunction
     retire: lambda_.IFunction
     finish: lambda_.IFunction
+    report: lambda_.IFunction  # writes the run's evaluation report; its failure never fails the run
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,8 @@ class FlowGrants:
     """What the SDK tasks need beyond their own action, on exactly these resources."""
 
     project_arns: list[str]
-    model_parameter_name: str
-    model_parameter_arn: str
+    model_parameter_prefix: str  # each dataset's pointer is <prefix>/<dataset> (fashion_pipeline.layout.model_pointer_name)
+    model_parameter_arns: list[str]
     training_data_reads: list[iam.PolicyStatement]  # Custom Labels reads the manifests and images as the caller
     training_output_writes: list[iam.PolicyStatement]  # ... and writes training output as the caller
 
@@ -189,7 +190,7 @@ class TrainingFlow:
         succeeded.next(self._notified)
         not_deployed = self._record("Record not deployed", "not_deployed")
         not_deployed.next(self._notified)
-        evaluate.next(self._deploy_decision(deploy=self._deployment(then=succeeded), skip=not_deployed))
+        evaluate.next(self._evaluation_report(then=self._deploy_decision(deploy=self._deployment(then=succeeded), skip=not_deployed)))
         start = self._assembly(then=self._project(then=self._datasets(then=training)))
         for task in self._catching:
             task.add_catch(self._failed, errors=["States.ALL"], result_path="$.error")
@@ -418,7 +419,20 @@ class TrainingFlow:
         create_version.next(self._guard("Version created?", [VERSION_ARN], trained, "CreateProjectVersion's answer"))
         return create_version
 
-    # -- evaluation (the Evaluate task writes the report): deploy or not --------------------------
+    # -- evaluation: the report, then deploy or not ------------------------------------------------
+    def _evaluation_report(self, then: sfn.IChainable) -> sfn.IChainable:
+        """The run's evaluation report (runs/<dataset>/<run-id>/evaluation/index.html), whether the
+        model is deployed or not. Any failure is recorded at ``$.report_error`` and the run goes
+        on: a report never fails or holds up a run. It runs before the deployment, so the
+        dataset's model pointer still names the previous live model, which it compares with."""
+        write = self._lambda("Write evaluation report", self.functions.report, {"run.$": RUN, "version.$": TRAINED}, "$.report",
+                             catch=False)
+        not_written = sfn.Pass(self.scope, "Report not written")  # the Catch has put the error at $.report_error
+        write.add_catch(not_written, errors=["States.ALL"], result_path="$.report_error")
+        write.next(then)
+        not_written.next(then)
+        return write
+
     def _deploy_decision(self, *, deploy: sfn.IChainable, skip: sfn.IChainable) -> sfn.Choice:
         return (sfn.Choice(self.scope, "Deploy?")
                 .when(sfn.Condition.boolean_equals("$.evaluation.deploy", True), deploy)
@@ -439,7 +453,7 @@ class TrainingFlow:
         return start_model
 
     def _published(self, then: sfn.IChainable) -> sfn.IChainable:
-        """The running model written to the model pointer, then the dataset's other models stopped."""
+        """The running model written to its dataset's model pointer, then the dataset's other models stopped."""
         g = self.grants
         # The pointer's JSON is lifecycle.ModelPointer's (the inference API parses it with
         # parse_pointer): this state says only where each of its fields comes from.
@@ -454,8 +468,9 @@ class TrainingFlow:
             **{f"{name}.$": path for name, path in sources.items()}, "status": "RUNNING"}, result_path="$.pointer")
         publish = self._sdk(
             "Publish current model", "putParameter",
-            {"Name": g.model_parameter_name, "Type": "String", "Overwrite": True, "Value.$": "States.JsonToString($.pointer)"},
-            result_path=None, service="ssm", resources=[g.model_parameter_arn],
+            {"Name.$": f"States.Format('{model_pointer_name(g.model_parameter_prefix, '{}')}', $.run.dataset)",
+             "Type": "String", "Overwrite": True, "Value.$": "States.JsonToString($.pointer)"},
+            result_path=None, service="ssm", resources=g.model_parameter_arns,
         )
         retire = self._lambda("Stop previous models", self.functions.retire,
                               {"run.$": RUN, "project_arn.$": PROJECT_ARN, "model_arn.$": VERSION_ARN}, "$.retired")

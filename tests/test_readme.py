@@ -38,6 +38,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -248,9 +249,24 @@ class Walk:
             text = text.replace(f"127.0.0.1:{readme_port}", f"127.0.0.1:{port}").replace(f"localhost:{readme_port}", f"localhost:{port}")
         for name, value in self.info.items():
             text = text.replace(f"<{name}>", value)
-        if re.search(r"\bfashion-pipeline train\b.*--wait", text) and "--interval" not in text:
+        if re.search(r"\bfashion-pipeline (train|deploy)\b.*--wait", text) and "--interval" not in text:
             text += " --interval 0.5"
+        if re.search(r"\bfashion-pipeline batch-detect\b.*--wait", text) and "--interval" not in text:
+            text += " --interval 0.5 --poll-seconds 2"  # a model the job starts is polled every 2 s (30 min in 900 polls)
+        deploy = re.search(r"\bfashion-pipeline deploy --dataset (\S+) --version (\S+)", text)
+        if deploy:  # the README's version name is of the run it was written from: the walk's first run of that dataset
+            text = text.replace(deploy.group(2), self.first_version(deploy.group(1)))
         return text
+
+    def versions(self, dataset: str) -> list[dict[str, Any]]:
+        """The dataset's model versions, oldest first."""
+        rekognition = self.aws("rekognition")
+        [project] = rekognition.describe_projects(ProjectNames=[f"fashion-pipeline-{dataset}"])["ProjectDescriptions"]
+        versions = rekognition.describe_project_versions(ProjectArn=project["ProjectArn"])["ProjectVersionDescriptions"]
+        return sorted(versions, key=lambda v: v["CreationTimestamp"])
+
+    def first_version(self, dataset: str) -> str:
+        return self.versions(dataset)[0]["ProjectVersionArn"].split("/version/")[1].split("/")[0]
 
     def bash(self, text: str, *, timeout: float = 120) -> subprocess.CompletedProcess:
         """One command in its own bash, with the variables the earlier commands set or exported."""
@@ -356,10 +372,14 @@ def user_files(workspace: Path) -> None:
     (workspace / ".venv").symlink_to(ROOT / ".venv")  # the README's commands run in the checkout
 
 
+PHOTO_DATASET = "validation"  # the dataset the README's photo.jpg commands name (--dataset, ?dataset=)
+
+
 def photo_for(walk: Walk) -> None:
-    """``photo.jpg``: a JPEG the deployed model was trained on (the emulated model knows only those)."""
+    """``photo.jpg``: a JPEG the dataset's deployed model was trained on (the emulated model knows only those)."""
     s3 = walk.aws("s3")
-    pointer = json.loads(walk.aws("ssm").get_parameter(Name="/fashion-pipeline/model")["Parameter"]["Value"])
+    name = f"{walk.info['model_parameter_prefix']}/{PHOTO_DATASET}"
+    pointer = json.loads(walk.aws("ssm").get_parameter(Name=name)["Parameter"]["Value"])
     runs = s3.list_objects_v2(Bucket=walk.info["artifacts_bucket"], Prefix=f"runs/{pointer['dataset']}/")["Contents"]
     manifest = sorted(o["Key"] for o in runs if o["Key"].endswith("train.manifest"))[0]
     lines = s3.get_object(Bucket=walk.info["artifacts_bucket"], Key=manifest)["Body"].read().splitlines()
@@ -394,6 +414,8 @@ def send_like_awscurl(walk: Walk, command: Command) -> None:
         assert response.status == 200
     if headers.get("Accept") == "image/png":
         assert payload.startswith(b"\x89PNG")
+    elif urllib.parse.urlsplit(url).path.endswith("/models"):
+        assert {model["dataset"] for model in json.loads(payload)["models"]} >= {PHOTO_DATASET}
     else:
         assert json.loads(payload)["garments"]
 
@@ -401,7 +423,8 @@ def send_like_awscurl(walk: Walk, command: Command) -> None:
 def check_answers_shown(walk: Walk, readme: str) -> None:
     """The README's example answers have the keys (and fixed texts) of the real answers."""
     photo = (walk.workspace / "photo.jpg").read_bytes()
-    request = urllib.request.Request(walk.info["api_url"].rstrip("/") + "/detections", data=photo, method="POST",
+    api = walk.info["api_url"].rstrip("/")
+    request = urllib.request.Request(f"{api}/detections?dataset={PHOTO_DATASET}", data=photo, method="POST",
                                      headers={"Content-Type": "image/jpeg", "Accept": "application/json"})
     with urllib.request.urlopen(request, timeout=30) as response:
         real = json.loads(response.read())
@@ -416,7 +439,7 @@ def check_answers_shown(walk: Walk, readme: str) -> None:
 
     assert shape(shown) == shape(real), (shape(shown), shape(real))
     assert shown["model"]["note"] == real["model"]["note"] and shown["model"]["emulated"] is real["model"]["emulated"]
-    with urllib.request.urlopen(walk.info["api_url"].rstrip("/") + "/model", timeout=30) as response:
+    with urllib.request.urlopen(f"{api}/model?dataset={PHOTO_DATASET}", timeout=30) as response:
         model = json.loads(response.read())
     described = re.search(r"`GET /model` answers `(\{.*?\})`", readme, re.S)
     if described:
@@ -425,7 +448,7 @@ def check_answers_shown(walk: Walk, readme: str) -> None:
     said_empty = re.search(r"test-split image \(([^)]*)\)\s+gets an empty answer", readme)
     for name in re.findall(r"`([^`]+)`", said_empty.group(1)) if said_empty else []:
         image = walk.sample / "image" / name
-        request = urllib.request.Request(walk.info["api_url"].rstrip("/") + "/detections", data=image.read_bytes(), method="POST",
+        request = urllib.request.Request(f"{api}/detections?dataset=demo", data=image.read_bytes(), method="POST",  # the Local mode section's
                                          headers={"Content-Type": "image/jpeg", "Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["garments"] == [], name
@@ -442,6 +465,10 @@ def check_answers_shown(walk: Walk, readme: str) -> None:
 
 # What a command's success looks like beyond its exit status 0, by the command's shape.
 def _expect(walk: Walk, command: Command, text: str, result: subprocess.CompletedProcess, started: float) -> None:
+    reports = re.search(r"\baws s3 cp s3://\S+ (\S+) --recursive .*evaluation/", text)
+    if reports:  # the runs' evaluation reports, downloaded: each page with its charts beside it
+        pages = sorted((walk.workspace / reports.group(1)).glob("*/evaluation/index.html"))
+        assert pages and all((page.parent / "charts" / "metrics.svg").is_file() for page in pages), (text, pages)
     upload = re.search(r"\baws s3 (?:sync|cp) (\S+) (s3://\S+)", text)
     if upload:
         source, destination = upload.groups()
@@ -471,12 +498,34 @@ def _expect(walk: Walk, command: Command, text: str, result: subprocess.Complete
     if re.search(r"\bfashion-pipeline convert\b", text):
         out = Path(walk.workspace / re.search(r"--out (\S+)", text).group(1))
         assert {p.name for p in out.iterdir()} >= {"train.manifest", "test.manifest", "report.json"}
+    deployed = re.search(r"\bfashion-pipeline deploy --dataset (\S+) --version (\S+) --wait", text)
+    if deployed:  # the API answers with it once its containers re-read the pointers (POINTER_TTL_SECONDS)
+        dataset, version = deployed.groups()
+        deadline = time.monotonic() + 30
+        while True:
+            with urllib.request.urlopen(f"{walk.info['api_url'].rstrip('/')}/model?dataset={dataset}", timeout=30) as response:
+                model = json.loads(response.read())
+            if (model["version"], model["status"]) == (version, "RUNNING"):
+                break
+            assert time.monotonic() < deadline, f"the API still serves {model['version']} 30 s after deploying {version}"
+            time.sleep(0.5)
     if re.search(r"\bfashion-pipeline detect\b", text):
         render = re.search(r"--render (\S+)", text)
         if render:
             assert (walk.workspace / render.group(1)).read_bytes()[:4] in (b"\x89PNG", b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xdb")
         elif "training image" in command.comment or "photo.jpg" in text:
             assert "no garments found" not in result.stdout and "label" in result.stdout, result.stdout
+    if re.search(r"\bfashion-pipeline batch-detect\b", text):
+        # The summary of its own job, the estimate before it, and one result line per object listed.
+        assert "succeeded in" in result.stdout and result.stdout.index("estimate:") < result.stdout.index("requested"), result.stdout
+        job = re.search(r"^job (\S+): (\d+) objects under s3://([^/]+)/(\S+)", result.stdout, re.M)
+        s3 = walk.aws("s3")
+        listed = [o["Key"] for o in s3.list_objects_v2(Bucket=job.group(3), Prefix=job.group(4)).get("Contents", [])]
+        results = s3.get_object(Bucket=walk.info["artifacts_bucket"], Key=f"batch/{job.group(1)}/results.jsonl")["Body"].read()
+        assert sorted(json.loads(line)["key"] for line in results.splitlines()) == sorted(listed) and len(listed) == int(job.group(2))
+        if "--render" in text:
+            rendered = s3.list_objects_v2(Bucket=walk.info["artifacts_bucket"], Prefix=f"batch/{job.group(1)}/rendered/")["KeyCount"]
+            assert rendered == len(listed), (rendered, len(listed))
 
 
 

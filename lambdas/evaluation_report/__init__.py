@@ -1,1 +1,2 @@
-"""The evaluation report function package: ``render.render_report`` and ``render.render_comparison``."""
+"""The evaluation report: ``build.build_report`` (shared with the CLI's ``report``), its pages
+(``render``), and the report function every training run invokes (``handler``, its payload in ``events``)."""

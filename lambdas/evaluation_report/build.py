@@ -31,18 +31,23 @@ def build_report(
     open_object: Callable[[str, str], BinaryIO],
     out_dir: str | Path,
     *,
-    compare_with: Mapping[str, Any] | None = None,
+    compare_with: Mapping[str, Any] | Evaluation | None = None,
     with_images: bool = True,
     max_images: int = MAX_GALLERY_IMAGES,
 ) -> tuple[Evaluation, list[Path]]:
     """Evaluate ``description``'s version and write its report (and, given another version's
-    description, ``compare.html`` against it) into ``out_dir``; the evaluation and the files.
+    description or its loaded Evaluation, ``compare.html`` against it, linked from
+    ``index.html``) into ``out_dir``; the evaluation and the files, ``index.html`` first.
 
     ``open_object`` raising LookupError or OSError for an image leaves it out of the gallery
     (said on the page); for the summary or a manifest it propagates."""
+    before = None
+    if compare_with is not None:
+        before = compare_with if isinstance(compare_with, Evaluation) else load_evaluation(compare_with, open_object)
     evaluation = load_evaluation(description, open_object)
     images = image_reader(open_object) if with_images else None
-    files = render_report(evaluation, images, out_dir, max_images=max_images)
-    if compare_with is not None:
-        files += render_comparison(load_evaluation(compare_with, open_object), evaluation, out_dir)
+    files = render_report(evaluation, images, out_dir, max_images=max_images,
+                          compared_with=before.version if before is not None else None)  # fmt: skip
+    if before is not None:
+        files += render_comparison(before, evaluation, out_dir)
     return evaluation, files

@@ -28,6 +28,7 @@ THUMB_PIXELS = 360  # longest side of a gallery thumbnail
 JPEG_QUALITY = 85
 MAX_GALLERY_IMAGES = 60  # a report stays a page; images with mistakes come first
 SVG_SALT = "fashion-pipeline-report"  # fixed ids in the SVG: the same evaluation renders the same bytes
+COMPARE_PAGE = "compare.html"  # beside index.html, which links it when it is written
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,22 @@ METRIC_COLOURS = {"precision": "#0072B2", "recall": "#E69F00", "f1": "#009E73"}
 
 
 # -- charts ------------------------------------------------------------------------------
+# The margins are measured, not solved: each chart's tick labels, legend and axis label are
+# measured once in the font they are drawn in, and the axes placed inside what they need.
+# Matplotlib's constrained layout gets the same fit by laying the figure out repeatedly, which
+# doubled the time of a chart (every training run renders these: tests/workflow measures it).
+CHART_LABEL_CHARS = 60  # a longer label is cut in the charts (the tables show it whole)
+_MEASURING_DPI = 72.0  # points are pixels: a measured width / 72 is inches
+_PAD = 0.12  # inches between a label and the figure's edge
+
+
 def _figure(width: float, height: float):
     import matplotlib
 
     matplotlib.use("Agg")  # no display on Lambda or CI
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height))
 
 
 def _svg(fig) -> bytes:
@@ -72,20 +82,68 @@ def _literal(texts) -> None:
         text.set_parse_math(False)
 
 
+def _short(name: str) -> str:
+    return name if len(name) <= CHART_LABEL_CHARS else name[: CHART_LABEL_CHARS - 1] + "…"
+
+
+def _inches(texts, size: str | float = "medium") -> tuple[float, float]:
+    """Width of the widest of ``texts`` and the line height, in inches, in the charts' font at
+    ``size`` (a matplotlib font size), as the SVG backend lays text out (math parsing off)."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer, font = RendererAgg(1, 1, _MEASURING_DPI), FontProperties(size=size)
+    widths = [renderer.get_text_width_height_descent(text, font, ismath=False)[0] for text in texts] or [0.0]
+    line = renderer.get_text_width_height_descent("Ag", font, ismath=False)[1]
+    return max(widths) / _MEASURING_DPI, line / _MEASURING_DPI
+
+
+def _placed(plot: tuple[float, float], *, left: float, right: float, bottom: float, top: float):
+    """A figure whose axes are ``plot`` (width, height, inches) with these margins around them."""
+    width, height = plot[0] + left + right, plot[1] + bottom + top
+    fig = _figure(width, height)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
+    return fig
+
+
+def _legend_inches(entries: list[str], plot_width: float) -> float:
+    """What a legend beside the axes needs: its widest entry, and in ems of its font the marker
+    (2), the pad after it (0.8), the border pads (2 x 0.4) and the gap to the axes (0.5), with
+    its anchor 1% of the axes' width to their right."""
+    from matplotlib.font_manager import FontProperties
+
+    em = FontProperties(size="small").get_size_in_points() / 72
+    return _inches(entries, "small")[0] + 4.5 * em + 0.01 * plot_width + _PAD
+
+
+_TITLE = 0.45  # title (large) and its pad above the axes
+_TICKS = 0.14  # tick length and pad
+
+
 def metrics_chart(evaluation: Evaluation) -> bytes:
     """Precision, recall and F1 per label (overall first) as bars, the threshold as a marker."""
     rows = [("(overall)", evaluation.overall)] + list(evaluation.labels.items())
-    fig = _figure(max(6.0, 0.9 * len(rows) + 2), 4.2)
+    names = [_short(name) for name, _ in rows]
+    widths = [_inches([name])[0] for name in names]
+    line = _inches(["Ag"])[1]
+    entries = ["Precision", "Recall", "F1", "Threshold"]
+    plot = (max(4.0, 0.9 * len(rows)), 3.0)
+    # Tick labels turn 30 degrees, anchored at their right end: down by sin, left by cos, from
+    # tick i at (i + 0.6) / n of the axes' width (the x limits are set so below).
+    left = max([0.8] + [0.87 * w - plot[0] * (i + 0.6) / len(rows) + _PAD for i, w in enumerate(widths)])
+    fig = _placed(plot, left=left, right=_legend_inches(entries, plot[0]), bottom=0.5 * max(widths) + 0.87 * line + _TICKS + _PAD,
+                  top=_TITLE)  # fmt: skip
     ax = fig.add_subplot()
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     width = 0.25
     for offset, metric in enumerate(("precision", "recall", "f1")):
         values = [getattr(m, metric) or 0.0 for _, m in rows]
-        ax.bar([i + (offset - 1) * width for i in range(len(rows))], values, width, label=metric.upper() if metric == "f1" else metric.title(),
+        ax.bar([i + (offset - 1) * width for i in range(len(rows))], values, width, label=entries[offset],
                color=METRIC_COLOURS[metric], hatch=("", "//", "..")[offset], edgecolor="white")
     thresholds = [(i, m.threshold) for i, (_, m) in enumerate(rows) if m.threshold is not None]
     if thresholds:
         ax.scatter([i for i, _ in thresholds], [t for _, t in thresholds], marker="D", color="black", zorder=3, label="Threshold")
-    ax.set_xticks(range(len(rows)), labels=[name for name, _ in rows], rotation=30, ha="right")
+    ax.set_xticks(range(len(rows)), labels=names, rotation=30, ha="right")
     _literal(ax.get_xticklabels())
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("score (0-1)")
@@ -94,17 +152,29 @@ def metrics_chart(evaluation: Evaluation) -> bytes:
     return _svg(fig)
 
 
+def _bars_figure(names: list[str], *, legend: list[str], xlabel: str):
+    """A figure for horizontal bars, one row per name, the names on the left."""
+    label, line = _inches(names)
+    plot = (5.0, max(1.0, 0.35 * len(names)))
+    right = _legend_inches(legend, plot[0]) if legend else _PAD + 0.2
+    axis_label = _inches([xlabel])[0]
+    left = label + _TICKS + _PAD
+    # The axis label is centred under the axes: widen them until it fits on both sides.
+    plot = (max(plot[0], axis_label + 2 * _PAD - 2 * min(left, right)), plot[1])
+    return _placed(plot, left=left, right=right, bottom=2 * line + _TICKS + 2 * _PAD, top=_TITLE)
+
+
 def distribution_chart(evaluation: Evaluation) -> bytes:
     """Boxes per label in the train and the test set, side by side."""
     train, test = evaluation.distribution.get("train", {}), evaluation.distribution.get("test", {})
     names = sorted(set(train) | set(test), key=lambda n: (-(train.get(n, 0) + test.get(n, 0)), n))
-    fig = _figure(7.0, max(2.5, 0.35 * len(names) + 1.5))
+    fig = _bars_figure([_short(n) for n in names], legend=["train", "test"], xlabel="labelled boxes")
     ax = fig.add_subplot()
     height = 0.4
     positions = range(len(names))
     ax.barh([p - height / 2 for p in positions], [train.get(n, 0) for n in names], height, label="train", color="#0072B2")
     ax.barh([p + height / 2 for p in positions], [test.get(n, 0) for n in names], height, label="test", color="#E69F00", hatch="//")
-    ax.set_yticks(list(positions), labels=names)
+    ax.set_yticks(list(positions), labels=[_short(n) for n in names])
     _literal(ax.get_yticklabels())
     ax.invert_yaxis()
     ax.set_xlabel("labelled boxes")
@@ -116,9 +186,10 @@ def distribution_chart(evaluation: Evaluation) -> bytes:
 def comparison_chart(before: Evaluation, after: Evaluation) -> bytes:
     """The change of F1 per label (overall first), from ``before`` to ``after``."""
     changes = [d for d in compare(before, after) if d.metric == "f1"]
-    names = ["(overall)" if d.label is None else d.label for d in changes]
+    names = [_short("(overall)" if d.label is None else d.label) for d in changes]
     values = [d.change or 0.0 for d in changes]
-    fig = _figure(7.0, max(2.5, 0.35 * len(names) + 1.5))
+    xlabel = f"F1 change ({_short(after.version)} minus {_short(before.version)})"
+    fig = _bars_figure(names, legend=[], xlabel=xlabel)
     ax = fig.add_subplot()
     colours = ["#009E73" if v >= 0 else "#D55E00" for v in values]
     ax.barh(range(len(names)), values, color=colours, hatch=["" if v >= 0 else "//" for v in values])
@@ -126,7 +197,7 @@ def comparison_chart(before: Evaluation, after: Evaluation) -> bytes:
     _literal(ax.get_yticklabels())
     ax.invert_yaxis()
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_xlabel(f"F1 change ({after.version} minus {before.version})")
+    ax.set_xlabel(xlabel)
     _literal([ax.xaxis.label])
     ax.set_title("F1 per label: change")
     return _svg(fig)
@@ -164,7 +235,14 @@ def thumbnail(data: bytes, image: ImageResult) -> bytes:
     """A JPEG thumbnail of the image with ``_drawn`` marks; raises OSError when Pillow cannot read it."""
     from PIL import Image, ImageDraw, ImageFont
 
-    with Image.open(io.BytesIO(data)) as opened:
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:  # not an OSError: too many pixels to decode safely
+        raise OSError(str(exc)) from None
+    with opened:
+        # A JPEG is decoded at the smallest 1/2, 1/4 or 1/8 scale still at least the thumbnail's
+        # size: a 4,096 px photo then costs a fraction of a full decode in time and memory.
+        opened.draft("RGB", (THUMB_PIXELS, THUMB_PIXELS))
         picture = opened.convert("RGB")
     width, height = image.width or picture.width, image.height or picture.height
     picture.thumbnail((THUMB_PIXELS, THUMB_PIXELS))
@@ -245,11 +323,13 @@ def render_report(
     out_dir: str | Path,
     *,
     max_images: int = MAX_GALLERY_IMAGES,
+    compared_with: str | None = None,
 ) -> list[Path]:
     """Write the report of ``evaluation`` into ``out_dir``; the files written, index.html first.
 
     ``images(source_ref)`` returns an image's bytes (LookupError or OSError: not available,
-    the gallery says so); None draws no thumbnails."""
+    the gallery says so); None draws no thumbnails. ``compared_with`` names the version that
+    ``compare.html`` (``render_comparison``, written beside it) compares with: the page links it."""
     out = Path(out_dir)
     (out / "charts").mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -264,7 +344,8 @@ def render_report(
     metrics_svg = put("charts/metrics.svg", metrics_chart(evaluation))
     distribution_svg = put("charts/distribution.svg", distribution_chart(evaluation))
     gallery = []
-    shown = sorted(evaluation.images, key=lambda i: -_mistakes(i))[:max_images]
+    # Deterministic: the most mistakes first, then by image, so a re-run shows the same images.
+    shown = sorted(evaluation.images, key=lambda i: (-_mistakes(i), i.source_ref))[:max_images]
     for index, image in enumerate(shown):
         picture = "<p>(no image source given)</p>" if images is None else ""
         if images is not None:
@@ -286,7 +367,8 @@ def render_report(
     omitted = len(evaluation.images) - len(shown)
     body = (
         f"<h1>Evaluation of {_e(evaluation.version)}</h1>{notes}"
-        f'<h2 id="metrics">Metrics</h2><img class="chart" src="{metrics_svg}" alt="Precision, recall, F1 and threshold per label">'
+        + (f'<p><a href="{COMPARE_PAGE}">Compared with {_e(compared_with)}</a>: per-label differences.</p>' if compared_with else "")
+        + f'<h2 id="metrics">Metrics</h2><img class="chart" src="{metrics_svg}" alt="Precision, recall, F1 and threshold per label">'
         f"<table>{header}{rows}</table>"
         f'<h2 id="distribution">Label distribution</h2><img class="chart" src="{distribution_svg}" alt="Boxes per label, train and test">'
         f"<table><tr><th>label</th><th>train boxes</th><th>test boxes</th></tr>{distribution_rows}</table>"
@@ -312,9 +394,10 @@ def render_comparison(before: Evaluation, after: Evaluation, out_dir: str | Path
     )
     body = (
         f"<h1>{_e(after.version)} compared with {_e(before.version)}</h1>"
+        f'<p><a href="index.html">Back to the evaluation of {_e(after.version)}</a></p>'
         f'<img class="chart" src="charts/compare.svg" alt="F1 change per label">'
         f"<table><tr><th>label</th><th>metric</th><th>{_e(before.version)}</th><th>{_e(after.version)}</th><th>change</th></tr>{rows}</table>"
     )
-    page = out / "compare.html"
+    page = out / COMPARE_PAGE
     page.write_text(_page(f"{after.version} vs {before.version}", body), encoding="utf-8")
     return [page, chart]

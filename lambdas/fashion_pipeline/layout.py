@@ -4,6 +4,7 @@ Dataset bucket (what users upload):
     images/<dataset>/...               the images
     annotations/<dataset>/...          annotation objects; each upload is converted
     requests/<dataset>.json            a training request
+    batch/<job>.json                   a batch detection job (one level: batch/a/b.json is none)
 Artifacts bucket (what the pipeline derives):
     fragments/<dataset>/<path>.jsonl   the records converted from annotations/<dataset>/<path>
     reports/<dataset>/<path>.json      what that conversion left out, and why
@@ -12,6 +13,10 @@ Artifacts bucket (what the pipeline derives):
     runs/<dataset>/<run-id>/           one training run: manifests, summary, report, outcome
     runs/<dataset>/<run-id>/shards/    the pieces the Distributed Map's children assemble
     unassigned/<annotation key>.json   the report of an object under no valid dataset folder
+    batch/<job>/results.jsonl          a batch job's answers, one line per listed object
+    batch/<job>/summary.json           its outcome: counts, errors by reason, garments by label
+    batch/<job>/parts/<run-id>/        the pieces its Distributed Map's children write
+    batch/<job>/rendered/<image key>.png  with "render": each image, its garments outlined
 
 The constructs grant on these prefixes (infrastructure/storage.py imports them from here).
 
@@ -32,6 +37,9 @@ REPORTS_PREFIX = "reports/"
 # A top-level prefix: any name under reports/ could be a valid dataset's.
 UNASSIGNED_PREFIX = "unassigned/"
 RUNS_PREFIX = "runs/"
+# Batch jobs: the request in the dataset bucket, the outputs under the same prefix in the
+# artifacts bucket (derived data lives there).
+BATCH_PREFIX = "batch/"
 
 # The CloudFormation stack app.py deploys; `--stack` overrides it for a second deployment.
 STACK_NAME = "FashionPipeline"
@@ -43,6 +51,28 @@ PROJECT_PREFIX = "fashion-pipeline-"
 
 def project_name(dataset: str) -> str:
     return f"{PROJECT_PREFIX}{dataset}"
+
+
+# Each dataset's live model is named by one SSM parameter, "<prefix>/<dataset>" (the model
+# pointer, lifecycle.ModelPointer's JSON): the training workflow writes it when it deploys, the
+# CLI's ``deploy`` when it promotes or rolls back, and the inference API lists the prefix
+# (GetParametersByPath) to answer for every dataset. The prefix is the config's modelParameterPrefix.
+MODEL_PARAMETER_PREFIX = "/fashion-pipeline/models"
+
+
+def model_pointer_name(prefix: str, dataset: str) -> str:
+    """The SSM parameter naming ``dataset``'s live model."""
+    return f"{prefix.rstrip('/')}/{dataset}"
+
+
+def dataset_of_pointer(prefix: str, parameter_name: str) -> str | None:
+    """The dataset whose pointer ``parameter_name`` is, or None for a name outside the prefix
+    (or one level deeper: a dataset name holds no slash)."""
+    head = prefix.rstrip("/") + "/"
+    if not parameter_name.startswith(head):
+        return None
+    dataset = parameter_name[len(head):]
+    return dataset if dataset and "/" not in dataset else None
 SHARDS_FOLDER = "shards/"  # under a run's prefix
 FRAGMENT_SUFFIX, REPORT_SUFFIX = ".jsonl", ".json"
 # "The object key name is a sequence of Unicode characters with UTF-8 encoding of up to 1,024
@@ -133,3 +163,56 @@ def image_prefix(dataset_bucket: str, dataset: str) -> str:
 
 def shards_prefix(run_prefix: str) -> str:
     return run_prefix + SHARDS_FOLDER
+
+
+# Each run's evaluation report (lambdas/evaluation_report): index.html, its charts/ and thumbs/,
+# and compare.html when it was compared with the dataset's previous live model.
+EVALUATION_FOLDER = "evaluation/"  # under a run's prefix
+REPORT_PAGE = "index.html"
+
+
+def run_report_prefix(run_prefix: str) -> str:
+    """Where a run's evaluation report is written: ``runs/<dataset>/<run-id>/evaluation/``."""
+    if not (run_prefix.startswith(RUNS_PREFIX) and run_prefix.endswith("/") and run_prefix.count("/") == 3):
+        raise ValueError(f"{run_prefix!r} is not a run's prefix ({RUNS_PREFIX}<dataset>/<run-id>/)")
+    return run_prefix + EVALUATION_FOLDER
+
+
+# -- batch detection jobs ---------------------------------------------------------------------
+BATCH_REQUEST_SUFFIX = ".json"
+
+
+def batch_request_key(job: str) -> str:
+    """Where the job ``job`` is requested, in the dataset bucket."""
+    return f"{BATCH_PREFIX}{job}{BATCH_REQUEST_SUFFIX}"
+
+
+def batch_job_of(key: str) -> str | None:
+    """The job a dataset-bucket key requests: ``batch/<job>.json`` at one level, else None
+    (``batch/a/b.json`` or ``batch/x.txt`` request nothing). The name is not checked here."""
+    if not (key.startswith(BATCH_PREFIX) and key.endswith(BATCH_REQUEST_SUFFIX)):
+        return None
+    job = key[len(BATCH_PREFIX) : -len(BATCH_REQUEST_SUFFIX)]
+    return job if job and "/" not in job else None
+
+
+def batch_output_prefix(job: str) -> str:
+    return f"{BATCH_PREFIX}{job}/"
+
+
+def batch_results_key(job: str) -> str:
+    return batch_output_prefix(job) + "results.jsonl"
+
+
+def batch_summary_key(job: str) -> str:
+    return batch_output_prefix(job) + "summary.json"
+
+
+def batch_parts_prefix(job: str, run_id: str) -> str:
+    """One execution's parts: a job run again never reads the parts of an earlier run."""
+    return batch_output_prefix(job) + f"parts/{run_id}/"
+
+
+def batch_rendered_key(job: str, image_key: str) -> str:
+    head = batch_output_prefix(job) + "rendered/"
+    return head + bounded(image_key, MAX_KEY_BYTES - len(head.encode()) - len(".png")) + ".png"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping
 
-from .layout import PROJECT_PREFIX
+from .layout import PROJECT_PREFIX, dataset_of_pointer
 
 RUNNING = "RUNNING"
 STARTING = "STARTING"
@@ -102,6 +102,118 @@ def parse_pointer(text: str | None) -> ModelPointer | None:
     )
 
 
+@dataclass(frozen=True)
+class Pointers:
+    """Every dataset's model pointer, as listed under the pointers' prefix: ``live`` by dataset,
+    and ``broken`` (the reason, by dataset) for a parameter that is not a pointer's JSON. A
+    pointer saying ``{"status": "none"}`` is no live model, and in neither."""
+
+    live: Mapping[str, ModelPointer] = field(default_factory=dict)
+    broken: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def datasets(self) -> set[str]:
+        """Every dataset with a pointer, readable or not."""
+        return set(self.live) | set(self.broken)
+
+    def keeping(self, earlier: Pointers) -> Pointers:
+        """These pointers, except that a dataset whose pointer became unreadable keeps its
+        earlier live one: a botched write must not take a serving model away."""
+        kept = {dataset: earlier.live[dataset] for dataset in self.broken if dataset in earlier.live}
+        if not kept:
+            return self
+        return Pointers({**self.live, **kept}, {d: r for d, r in self.broken.items() if d not in kept})
+
+    def of(self, dataset: str) -> ModelPointer | None:
+        """``dataset``'s live model; a broken pointer raises PointerError naming the dataset."""
+        if dataset in self.broken:
+            raise PointerError(f"the model pointer of dataset {dataset!r} is unreadable: {self.broken[dataset]}")
+        return self.live.get(dataset)
+
+
+def pointer_json(pointer: ModelPointer) -> str:
+    """The pointer's parameter value, as the training workflow writes it (``status`` RUNNING:
+    a pointer is moved only to a running model)."""
+    return json.dumps({**pointer.to_dict(), "status": RUNNING}, separators=(",", ":"))
+
+
+# What promoting a version (``fashion-pipeline deploy``) does from each status: start it and
+# wait for RUNNING, wait for it to finish starting, or move the pointer at once. Any other
+# status (training, training failed, stopping, deleting, copying ...) cannot become the live
+# model now. The startable statuses are StartProjectVersion's (the API's POST /model/start).
+STARTABLE = frozenset({"TRAINING_COMPLETED", STOPPED, "FAILED"})
+
+
+def promotion(status: str) -> str:
+    """``"start"``, ``"wait"`` or ``"move"`` for a version in ``status``; PromotionRefused else."""
+    if status in STARTABLE:
+        return "start"
+    if status == STARTING:
+        return "wait"
+    if status == RUNNING:
+        return "move"
+    hint = " (wait until it is STOPPED, then deploy it)" if status == STOPPING else ""
+    raise PromotionRefused(f"a model version that is {status} cannot be deployed{hint}; deployable: "
+                           f"{', '.join(sorted(STARTABLE | {STARTING, RUNNING}))}")
+
+
+class PromotionRefused(ValueError):
+    """The version's status does not allow deploying it."""
+
+
+def promoted_pointer(description: Mapping[str, Any], *, project_arn: str, dataset: str, inference_units: int, now: datetime) -> ModelPointer:
+    """The pointer naming a version (its DescribeProjectVersions description) as ``dataset``'s
+    live model from ``now`` (the auto-stop counts its idle time from then). The project's ARN
+    is its own (it carries the project's creation time), not a prefix of the version's."""
+    arn = str(description["ProjectVersionArn"])
+    f1 = (description.get("EvaluationResult") or {}).get("F1Score")
+    return ModelPointer(project_version_arn=arn, project_arn=project_arn, version_name=version_name(arn),
+                        dataset=dataset, f1=None if f1 is None else float(f1), inference_units=max(int(inference_units), 1),
+                        deployed_at=_utc(now))  # fmt: skip
+
+
+def parse_pointers(prefix: str, parameters: Iterable[Mapping[str, Any]]) -> Pointers:
+    """SSM's GetParametersByPath ``Parameters`` (``Name``, ``Value``) -> ``Pointers``; names
+    outside the prefix's one level are not pointers and are left out."""
+    live: dict[str, ModelPointer] = {}
+    broken: dict[str, str] = {}
+    for parameter in parameters:
+        dataset = dataset_of_pointer(prefix, str(parameter.get("Name") or ""))
+        if dataset is None:
+            continue
+        try:
+            pointer = parse_pointer(parameter.get("Value"))
+        except PointerError as exc:
+            broken[dataset] = str(exc)
+            continue
+        if pointer is not None:
+            live[dataset] = pointer
+    return Pointers(live, broken)
+
+
+class DatasetRequired(ValueError):
+    """Several datasets have a live model, the request names none and none is the default."""
+
+    def __init__(self, datasets: Iterable[str]) -> None:
+        self.datasets = sorted(datasets)
+        super().__init__(f"several datasets have a live model ({', '.join(self.datasets)}) and no default dataset is "
+                         "configured: name one with ?dataset=NAME")
+
+
+def choose_dataset(requested: str | None, default: str | None, live: Iterable[str]) -> str | None:
+    """The dataset a request is about: the one it names, else the configured default, else the
+    one dataset with a live model; None when no dataset has one. Several, with no default and
+    none named, raise ``DatasetRequired``: answering with an arbitrary one would be a guess."""
+    if requested:
+        return requested
+    if default:
+        return default
+    datasets = sorted(live)
+    if len(datasets) > 1:
+        raise DatasetRequired(datasets)
+    return datasets[0] if datasets else None
+
+
 def models_to_stop(descriptions: Iterable[Mapping[str, Any]], *, keep: str) -> list[str]:
     """The versions (DescribeProjectVersions descriptions) to stop when ``keep`` takes over:
     every other one that is running or starting, in the order given."""
@@ -119,10 +231,13 @@ def version_name(arn: str) -> str:
     return arn.split("/version/", 1)[-1].split("/", 1)[0]
 
 
-def watched_projects(project_arns: Iterable[str], deployed: ModelPointer | None) -> list[str]:
-    """The projects whose models the pipeline answers for, each once: the deployed model's
+def watched_projects(project_arns: Iterable[str], deployed: Iterable[ModelPointer]) -> list[str]:
+    """The projects whose models the pipeline answers for, each once: the deployed models'
     first (even when listing the projects failed), then every one named PROJECT_PREFIX..."""
-    found = [deployed.project_arn] if deployed is not None else []
+    found: list[str] = []
+    for pointer in deployed:
+        if pointer.project_arn not in found:
+            found.append(pointer.project_arn)
     for arn in project_arns:
         if project_name(arn).startswith(PROJECT_PREFIX) and arn not in found:
             found.append(arn)

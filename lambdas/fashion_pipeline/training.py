@@ -39,7 +39,7 @@ class HistoryBudget:
     model: int
 
 
-WORKFLOW_HISTORY = HistoryBudget(fixed=600, deletion=20, dataset=22, training=22, model=22)
+WORKFLOW_HISTORY = HistoryBudget(fixed=630, deletion=20, dataset=22, training=22, model=22)
 
 
 # The share of pair ids held out for the test manifest. Custom Labels trains a model on the
@@ -202,6 +202,14 @@ def run_names(dataset: str, now: dt.datetime, execution_name: str) -> dict[str, 
         "version_name": f"{dataset}-{run_id}"[:255],
         "prefix": f"{RUNS_PREFIX}{dataset}/{run_id}/",
     }
+
+
+def run_id_of(dataset: str, version_name: str) -> str | None:
+    """The run that trained a model version, from the version's name (``run_names``' rule:
+    ``<dataset>-<run-id>``); None for a version named any other way (made outside the pipeline)."""
+    head = f"{dataset}-"
+    run_id = version_name[len(head):] if version_name.startswith(head) else ""
+    return run_id if re.fullmatch(r"\d{8}T\d{6}Z-[A-Za-z0-9]{1,8}", run_id) else None
 
 
 def evaluation_report(summary_file: dict[str, Any], *, f1_score: float | None, min_f1: float, deploy: bool) -> dict[str, Any]:

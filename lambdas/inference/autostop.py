@@ -1,5 +1,5 @@
 """Idle auto-stop: every few minutes (EventBridge schedule), stop each model of the pipeline's
-projects that nobody has used for IDLE_MINUTES.
+projects that nobody has used for IDLE_MINUTES: every dataset's deployed model, and any other.
 
 A running model bills about $4 per inference unit and hour whether it answers or not, and not
 only the deployed one runs: a version started from the console or the CLI, one a failed run
@@ -51,19 +51,23 @@ def check(rt: Runtime) -> dict[str, Any]:
     settings = rt.settings
     now = datetime.fromtimestamp(rt.wall(), timezone.utc)
     failures: list[dict[str, str]] = []
-    deployed = _attempt(failures, "GetParameter", settings.model_parameter, rt.read_pointer)
+    pointers = _attempt(failures, "GetParametersByPath", settings.model_parameter_prefix, rt.read_pointers)
+    deployed = {pointer.project_arn: pointer for pointer in (pointers.live.values() if pointers else ())}
+    for dataset, reason in (pointers.broken.items() if pointers else ()):
+        # Its model is still watched (every RUNNING version is), as one nobody deployed.
+        failures.append({"step": "ParsePointer", "target": dataset, "error": reason})
     listed = _attempt(failures, "DescribeProjects", "*", rt.list_projects) or []
     activity = rt.read_all_activity()  # without it nothing can be decided: the invocation fails
     models = []
-    for project in lifecycle.watched_projects(listed, deployed):
+    for project in lifecycle.watched_projects(listed, deployed.values()):
         versions = _attempt(failures, "DescribeProjectVersions", project, rt.list_versions, project)
         if versions is None:
             continue
-        for found in lifecycle.watch(project, versions, activity, deployed=deployed, now=now, idle_minutes=settings.idle_minutes):
+        for found in lifecycle.watch(project, versions, activity, deployed=deployed.get(project), now=now, idle_minutes=settings.idle_minutes):
             models.append(_act(rt, found, now, failures))
     result = {
         "idle_minutes": settings.idle_minutes,
-        "deployed": deployed.project_version_arn if deployed else None,
+        "deployed": sorted(pointer.project_version_arn for pointer in deployed.values()),
         "models": models,
         "stopped": [m["model"] for m in models if m["action"] == "stopped"],
         "failures": failures,

@@ -75,11 +75,23 @@ class ModelConflict(InferenceError):
     """A start or stop the model's status does not allow (``model``: its summary)."""
 
 
-class ModelNotDeployed(InferenceError):
-    """The training pipeline has deployed no model yet."""
+class DatasetRequired(InferenceError):
+    """Several datasets have a live model and the request names none (``datasets``: which)."""
 
-    def __init__(self, message: str = "no model is deployed yet: train one first (fashion-pipeline train --dataset NAME)") -> None:
-        super().__init__(message, model={"status": "NONE"})
+
+class ModelNotDeployed(InferenceError):
+    """The dataset has no deployed model (or no dataset has one yet)."""
+
+    def __init__(self, dataset: str | None = None, *, others: list[str] | None = None) -> None:
+        if dataset is None:
+            message = "no model is deployed yet: train one first (fashion-pipeline train --dataset NAME)"
+        else:
+            message = (f"dataset {dataset!r} has no deployed model: train it (fashion-pipeline train --dataset {dataset}) "
+                       f"or deploy one of its versions (fashion-pipeline deploy --dataset {dataset} --version V)")
+        others = [name for name in others or [] if name != dataset]
+        if others:
+            message += f"; datasets with a model: {', '.join(others)}"
+        super().__init__(message, model={"status": "NONE", **({"dataset": dataset} if dataset else {})})
 
 
 class ModelNotRunning(InferenceError):
@@ -146,6 +158,11 @@ def _answer(status: int, code: str, exc: InferenceError, *, retry_after: int | N
 @_handles(RequestInvalid)
 def _request_invalid(exc: RequestInvalid) -> Response:
     return _answer(400, "invalid_request", exc)
+
+
+@_handles(DatasetRequired)
+def _dataset_required(exc: DatasetRequired) -> Response:
+    return _answer(400, "dataset_required", exc)
 
 
 @_handles(ImageRejected)

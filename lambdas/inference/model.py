@@ -1,4 +1,7 @@
-"""The deployed model, as the routes see it: ``pointer``, ``describe``, ``start``, ``stop``, ``detect``.
+"""A dataset's deployed model, as the routes see it: ``pointer``, ``describe``, ``start``, ``stop``, ``detect``.
+
+Which dataset: the one the request names (``?dataset=``), else the configured default, else
+the one dataset with a live model (``fashion_pipeline.lifecycle.choose_dataset``).
 
 This adapter is the only code of the API that talks to Rekognition, SSM and the activity
 table; it answers in domain terms (``fashion_pipeline.lifecycle`` statuses and summaries) and
@@ -17,9 +20,11 @@ from botocore.exceptions import ClientError
 
 from fashion_pipeline import lifecycle
 from fashion_pipeline.lifecycle import ModelPointer
+from fashion_pipeline.training import run_id_of
 from inference.errors import (
     ImageNotFound,
     ImageRejected,
+    DatasetRequired,
     ImageTooLarge,
     InferenceError,
     ModelConflict,
@@ -32,9 +37,9 @@ from inference.observability import logger, metrics, tracer
 from inference.runtime import Runtime, aws_call, current, error_code, status_of
 
 EMULATOR_NOTE = "The model is the project's offline emulator of Rekognition Custom Labels, not a trained model."
-STARTABLE = frozenset({"TRAINING_COMPLETED", "STOPPED", "FAILED"})
+STARTABLE = lifecycle.STARTABLE
 STOPPABLE = frozenset({lifecycle.RUNNING, lifecycle.STARTING})
-START_HINT = "start it with POST /model/start (an admin route)"
+START_HINT = "start it with POST /model/start?dataset=NAME (an admin route; fashion-pipeline start --dataset NAME)"
 
 
 @dataclass(frozen=True)
@@ -45,22 +50,33 @@ class Transition:
 
 
 class DeployedModel:
-    """The model the SSM pointer names, through one container's ``Runtime``."""
+    """The model a dataset's SSM pointer names, through one container's ``Runtime``."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, dataset: str | None = None) -> None:
         self._runtime = runtime
         self.settings = runtime.settings
+        self._requested = dataset
+        self.dataset: str | None = dataset  # the dataset chosen, once current_pointer has chosen
 
     # -- which model, and its status ----------------------------------------------------
-    def current_pointer(self) -> ModelPointer | None:
-        """The deployed model's pointer, or None when nothing is deployed."""
+    def pointers(self) -> lifecycle.Pointers:
+        """Every dataset's pointer (cached per container)."""
         with aws_call("SSM"):
-            return self._runtime.pointer.get()
+            return self._runtime.pointers.get()
+
+    def current_pointer(self) -> ModelPointer | None:
+        """The chosen dataset's pointer, or None when it has no live model."""
+        pointers = self.pointers()
+        try:
+            self.dataset = lifecycle.choose_dataset(self._requested, self.settings.default_dataset, pointers.datasets)
+        except lifecycle.DatasetRequired as exc:
+            raise DatasetRequired(str(exc), datasets=exc.datasets) from None
+        return pointers.of(self.dataset) if self.dataset else None
 
     def pointer(self) -> ModelPointer:
         pointer = self.current_pointer()
         if pointer is None:
-            raise ModelNotDeployed()
+            raise ModelNotDeployed(self.dataset, others=sorted(self.pointers().live))
         return pointer
 
     def describe(self, pointer: ModelPointer) -> dict[str, Any] | None:
@@ -72,8 +88,8 @@ class DeployedModel:
         return status_of(self.describe(pointer))
 
     def summary(self, pointer: ModelPointer, status: str) -> dict[str, Any]:
-        summary: dict[str, Any] = {"version": pointer.version_name, "arn": pointer.project_version_arn, "status": status,
-                                   "f1": pointer.f1, "emulated": self.settings.emulated}  # fmt: skip
+        summary: dict[str, Any] = {"dataset": pointer.dataset, "version": pointer.version_name, "arn": pointer.project_version_arn,
+                                   "status": status, "f1": pointer.f1, "emulated": self.settings.emulated}  # fmt: skip
         if self.settings.emulated:
             summary["note"] = EMULATOR_NOTE
         return summary
@@ -90,7 +106,7 @@ class DeployedModel:
         """``running``: the pipeline's other RUNNING or STARTING models, with hourly cost estimates;
         or ``running_error`` when they cannot be listed, which must not fail the answer."""
         try:
-            projects = lifecycle.watched_projects(self._runtime.list_projects(), pointer)
+            projects = lifecycle.watched_projects(self._runtime.list_projects(), self.pointers().live.values())
             versions = [version for project in projects for version in self._runtime.list_versions(project)]
         except Exception as exc:  # AccessDenied, throttling, a timeout: the answer stands without the list
             logger.warning("could not list the running models", exc_info=True)
@@ -213,6 +229,40 @@ def _hint(status: str) -> str:
     return START_HINT  # STOPPED, FAILED, TRAINING_COMPLETED: a start is possible
 
 
-def deployed() -> DeployedModel:
-    """The deployed model of this container's runtime."""
-    return DeployedModel(current())
+def deployed(dataset: str | None = None) -> DeployedModel:
+    """``dataset``'s deployed model (None: the default one), through this container's runtime."""
+    return DeployedModel(current(), dataset)
+
+
+def list_models() -> dict[str, Any]:
+    """Every dataset's deployed model with its live status (GET /models). A model that cannot
+    be described is listed with the reason, so one denied or throttled call spoils no other."""
+    model = deployed()
+    settings = model.settings
+    pointers = model.pointers()
+    try:
+        default = lifecycle.choose_dataset(None, settings.default_dataset, pointers.datasets)
+    except lifecycle.DatasetRequired:
+        default = None
+    models = []
+    for dataset, pointer in sorted(pointers.live.items()):
+        entry: dict[str, Any] = {"dataset": dataset, "default": dataset == default, "version": pointer.version_name,
+                                 "arn": pointer.project_version_arn, "f1": pointer.f1, "inference_units": pointer.inference_units,
+                                 "deployed_at": lifecycle.iso(pointer.deployed_at), "run_id": run_id_of(dataset, pointer.version_name)}  # fmt: skip
+        try:
+            description = model.describe(pointer)
+        except Exception as exc:  # Throttled, AccessDenied: this entry says so, the others stand
+            logger.warning("could not describe a deployed model", exc_info=True, extra={"dataset": dataset})
+            entry.update(status="UNKNOWN", error=f"could not describe the model ({error_code(exc) or type(exc).__name__})")
+        else:
+            entry["status"] = status_of(description)
+            units = (description or {}).get("MinInferenceUnits") or pointer.inference_units
+            entry["inference_units"] = units
+            if entry["status"] in lifecycle.BILLING:
+                entry["estimated_usd_per_hour"] = round(units * lifecycle.USD_PER_INFERENCE_UNIT_HOUR, 2)
+        models.append(entry)
+    answer: dict[str, Any] = {"default_dataset": settings.default_dataset, "models": models, "emulated": settings.emulated,
+                              "running_cost_note": lifecycle.COST_NOTE}  # fmt: skip
+    if pointers.broken:
+        answer["broken"] = dict(pointers.broken)
+    return answer

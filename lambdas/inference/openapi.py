@@ -15,8 +15,9 @@ API_TITLE = "Fashion pipeline inference API"
 API_VERSION = "1.0.0"
 API_DESCRIPTION = (
     "Detects garments (short_sleeved_shirt, trousers, vest_dress, ...) in a JPEG or PNG image with the "
-    "Amazon Rekognition Custom Labels model the training pipeline deployed, and outlines them on the image "
-    "on request. Requests are signed with AWS Signature Version 4 (IAM authorisation). Every error answer is "
+    "Amazon Rekognition Custom Labels model the training pipeline deployed for a dataset (?dataset=NAME; "
+    "without it, the configured default dataset, or the one dataset with a model), and outlines them on the image "
+    "on request. GET /models lists every dataset's model. Requests are signed with AWS Signature Version 4 (IAM authorisation). Every error answer is "
     'JSON {"error": {"code", "message"}}; an unknown route answers 404 not_found. A Retry-After header (and '
     "retry_after in the body) comes only where waiting helps: 429 throttled and 503 model_starting."
 )
@@ -30,6 +31,7 @@ class ErrorAnswer(NamedTuple):
 
 ANSWERS = {
     "invalid_request": ErrorAnswer(400, False, "options, JSON body or base64 that cannot be used"),
+    "dataset_required": ErrorAnswer(400, False, "several datasets have a model and no default is configured: name one with ?dataset= (datasets lists them)"),
     "image_corrupt": ErrorAnswer(400, False, "a JPEG or PNG that cannot be decoded (its header, or Rekognition, says so)"),
     "image_dimensions": ErrorAnswer(400, False, "a side outside 64-4096 px"),
     "image_aspect_ratio": ErrorAnswer(400, False, "longer side over 20 times the shorter"),
@@ -39,16 +41,17 @@ ANSWERS = {
     "unsupported_media_type": ErrorAnswer(415, False, "neither JPEG nor PNG, or a Content-Type other than image/jpeg, image/png, application/json"),
     "throttled": ErrorAnswer(429, True, "Rekognition, S3 or SSM is throttling; retry after Retry-After seconds"),
     "internal_error": ErrorAnswer(500, False, "nothing about internals; the request id to quote"),
-    "model_not_deployed": ErrorAnswer(503, False, "no model is deployed: train one first; no Retry-After"),
+    "model_not_deployed": ErrorAnswer(503, False, "the dataset has no deployed model: train or deploy one first; no Retry-After"),
     "model_not_running": ErrorAnswer(503, False, "the model is STOPPED (without auto-start), STOPPING, FAILED or gone: the message says what helps; no Retry-After"),
     "model_starting": ErrorAnswer(503, True, "the model is STARTING (perhaps started by this request) or just became RUNNING; Retry-After says when to ask again"),
 }
 ROUTE_ERRORS = {
-    "POST /detections": ("invalid_request", "image_corrupt", "image_dimensions", "image_aspect_ratio", "image_not_found", "image_too_large",
+    "POST /detections": ("invalid_request", "dataset_required", "image_corrupt", "image_dimensions", "image_aspect_ratio", "image_not_found", "image_too_large",
                          "unsupported_media_type", "throttled", "internal_error", "model_not_deployed", "model_not_running", "model_starting"),
-    "GET /model": ("throttled", "internal_error"),
-    "POST /model/start": ("model_conflict", "throttled", "internal_error", "model_not_deployed"),
-    "POST /model/stop": ("model_conflict", "throttled", "internal_error", "model_not_deployed"),
+    "GET /model": ("invalid_request", "dataset_required", "throttled", "internal_error"),
+    "GET /models": ("throttled", "internal_error"),
+    "POST /model/start": ("invalid_request", "dataset_required", "model_conflict", "throttled", "internal_error", "model_not_deployed"),
+    "POST /model/stop": ("invalid_request", "dataset_required", "model_conflict", "throttled", "internal_error", "model_not_deployed"),
 }
 RETRY_AFTER_HEADER = {"description": "Seconds to wait before asking again", "schema": {"type": "integer"}}
 
@@ -96,7 +99,7 @@ def document(app: Any) -> str:
     from inference import schemas
 
     document = json.loads(app.get_openapi_json_schema(title=API_TITLE, version=API_VERSION, description=API_DESCRIPTION))
-    models = [schemas.DetectionRequest, schemas.DetectionAnswer, schemas.ErrorAnswer, schemas.ModelState, schemas.Transition]
+    models = [schemas.DetectionRequest, schemas.DetectionAnswer, schemas.ErrorAnswer, schemas.ModelState, schemas.ModelsAnswer, schemas.Transition]
     _, definitions = models_json_schema([(model, "serialization") for model in models], ref_template="#/components/schemas/{model}")
     components = document.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):

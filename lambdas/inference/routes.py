@@ -4,10 +4,14 @@ and answered by their handlers; the OpenAPI tables are ``inference.openapi``'s.
 
 * ``POST /detections``: garments in an image, as JSON with boxes in ratios and pixels, or
   (``Accept: image/png|image/jpeg`` or ``?render=true``) the image with the garments drawn;
-* ``GET /model``: the deployed model and its live status (200 ``{"status": "NONE"}`` when
-  nothing is deployed: an empty deployment is a state, not a missing route), and which other
-  models of the pipeline run (``running``);
-* ``POST /model/start``, ``POST /model/stop``: start or stop the deployed model (202);
+* ``GET /model``: a dataset's deployed model and its live status (200 ``{"status": "NONE"}``
+  when nothing is deployed: an empty deployment is a state, not a missing route), and which
+  other models of the pipeline run (``running``);
+* ``GET /models``: every dataset's deployed model, its live status and what it bills;
+* ``POST /model/start``, ``POST /model/stop``: start or stop a dataset's deployed model (202);
+
+Every model route takes ``?dataset=NAME``; without it, the configured default dataset, or the
+one dataset with a model (``inference.model``).
 * ``GET /openapi.json``: the OpenAPI document of these routes.
 
 Pillow is imported only when an image is rendered (``inference.render``).
@@ -24,9 +28,10 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from fashion_pipeline import lifecycle
 from fashion_pipeline.detections import MAX_CONFIDENCE, MAX_RESULTS, MIN_CONFIDENCE, MIN_RESULTS, shape_answer
+from fashion_pipeline.training import DATASET_NAME
 from inference import errors, openapi, requests
 from inference.dataset import dataset_images
-from inference.model import EMULATOR_NOTE, deployed
+from inference.model import EMULATOR_NOTE, deployed, list_models
 from inference.observability import logger, metrics
 from inference.responses import json_response
 from inference.runtime import status_of
@@ -39,6 +44,10 @@ def _cors(origin: str) -> CORSConfig | None:
     return CORSConfig(allow_origin=origin, allow_headers=["Accept"], max_age=600,
                       expose_headers=["Retry-After", "X-Garment-Count", "X-Render-Scale"])  # fmt: skip
 
+
+DatasetParameter = Annotated[str | None, Query(
+    pattern=DATASET_NAME.pattern, description="The dataset whose model answers; without it, the configured default "
+    "dataset, or the one dataset with a model (400 dataset_required when several have one and none is the default).")]
 
 app = APIGatewayRestResolver(enable_validation=True, cors=_cors(Settings.from_env().cors_origin))
 errors.register(app)
@@ -76,9 +85,10 @@ def detect(
     min_confidence: Annotated[float | None, Query(ge=MIN_CONFIDENCE, le=MAX_CONFIDENCE, description="Lowest confidence (percent) of a garment in the answer.")] = None,
     max_results: Annotated[int | None, Query(ge=MIN_RESULTS, le=MAX_RESULTS, description="At most this many garments.")] = None,
     render: Annotated[bool, Query(description="Answer with the image (PNG unless Accept prefers image/jpeg).")] = False,
+    dataset: DatasetParameter = None,
 ):  # no return annotation: Powertools would validate the (binary) body against it
     wanted = requests.parse(app.current_event, min_confidence=min_confidence, max_results=max_results, render=render)
-    model = deployed()
+    model = deployed(dataset)
     pointer = model.pointer()
     data, info = wanted.data, wanted.info
     if wanted.s3_key is not None:
@@ -96,7 +106,7 @@ def detect(
                                     model=model.summary(pointer, lifecycle.RUNNING))  # fmt: skip
     metrics.add_metric(name="Detections", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="GarmentsDetected", unit=MetricUnit.Count, value=len(garments))
-    logger.info("detected", extra={"garments": len(garments), "image": answer["image"], "rekognition_ms": round(elapsed_ms, 1),
+    logger.info("detected", extra={"garments": len(garments), "image": answer["image"], "rekognition_ms": round(elapsed_ms, 1), "dataset": model.dataset,
                                    "source": "s3" if wanted.s3_key else "bytes", "render": wanted.render})  # fmt: skip
     headers = {"Vary": "Accept", "X-Garment-Count": str(len(garments))}
     if wanted.render:
@@ -113,18 +123,30 @@ def detect(
 
 
 @app.get(
+    "/models",
+    summary="Every dataset's deployed model",
+    description="One entry per dataset with a live model: its version, live status, F1, and what it bills while it runs.",
+    tags=["model"],
+    responses={200: {"description": "The models", "content": openapi.ref("ModelsAnswer")}, **openapi.error_responses("GET /models")},
+)
+def get_models():
+    return json_response(200, list_models())
+
+
+@app.get(
     "/model",
-    summary="The deployed model and its live status",
-    description="status NONE (200) when nothing is deployed yet. running lists the pipeline's other models that run (and bill).",
+    summary="A dataset's deployed model and its live status",
+    description="status NONE (200) when the dataset has no deployed model. running lists the pipeline's other models that run (and bill).",
     tags=["model"],
     responses={200: {"description": "The model", "content": openapi.ref("ModelState")}, **openapi.error_responses("GET /model")},
 )
-def get_model():
-    model = deployed()
+def get_model(dataset: DatasetParameter = None):
+    model = deployed(dataset)
     settings = model.settings
     pointer = model.current_pointer()
     if pointer is None:
-        return json_response(200, {"status": lifecycle.NONE, "message": "no model is deployed yet", "auto_start": settings.auto_start,
+        message = f"dataset {model.dataset!r} has no deployed model" if model.dataset else "no model is deployed yet"
+        return json_response(200, {"status": lifecycle.NONE, "dataset": model.dataset, "message": message, "auto_start": settings.auto_start,
                                    "emulated": settings.emulated, **model.running_besides(None)})  # fmt: skip
     description = model.describe(pointer)
     status = status_of(description)
@@ -157,20 +179,20 @@ def _transition_responses(route: str) -> dict[int, dict[str, Any]]:
             **openapi.error_responses(route)}  # fmt: skip
 
 
-@app.post("/model/start", summary="Start the deployed model", description="Starts it with the inference units it was deployed with. Admin route.",
+@app.post("/model/start", summary="Start a dataset's deployed model", description="Starts it with the inference units it was deployed with. Admin route.",
           tags=["model"], responses=_transition_responses("POST /model/start"), status_code=202)  # fmt: skip
-def start_model():
-    model = deployed()
+def start_model(dataset: DatasetParameter = None):
+    model = deployed(dataset)
     started = model.start()
     return json_response(202, {"model": model.summary(started.pointer, started.after), "previous_status": started.before,
                                "message": "the model is starting; it takes several minutes to reach RUNNING"})  # fmt: skip
 
 
-@app.post("/model/stop", summary="Stop the deployed model",
+@app.post("/model/stop", summary="Stop a dataset's deployed model",
           description="A stopped model costs nothing and answers 503. The answer lists the pipeline's other models that still run (and bill). Admin route.",
           tags=["model"], responses=_transition_responses("POST /model/stop"), status_code=202)  # fmt: skip
-def stop_model():
-    model = deployed()
+def stop_model(dataset: DatasetParameter = None):
+    model = deployed(dataset)
     stopped = model.stop()
     answer: dict[str, Any] = {"model": model.summary(stopped.pointer, stopped.after), "previous_status": stopped.before,
                               "message": "the model is stopping", **model.running_besides(stopped.pointer)}  # fmt: skip

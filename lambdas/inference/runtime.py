@@ -1,6 +1,6 @@
 """What a container keeps between invocations, and the AWS reads both functions share.
 
-A ``Runtime`` holds the clients, the model pointer (cached for ``pointer_ttl_seconds``) and the
+A ``Runtime`` holds the clients, every dataset's model pointer (cached for ``pointer_ttl_seconds``) and the
 activity recorder; both clocks are injectable so tests can move time. ``current()`` is the
 container's runtime, ``reset()`` a fresh one (tests and the benchmark inject clients here).
 ``aws_call(service)`` is the one place an AWS throttling error becomes ``errors.Throttled``.
@@ -19,7 +19,7 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from fashion_pipeline.lifecycle import NOT_FOUND, ModelPointer, parse_pointer
+from fashion_pipeline.lifecycle import NOT_FOUND, ModelPointer, Pointers, parse_pointers
 from inference import activity
 from inference.errors import Throttled
 from inference.settings import Settings
@@ -63,20 +63,21 @@ def aws_call(service: str) -> Iterator[None]:
 
 
 class PointerCache:
-    """The model pointer, read at most once per ``ttl`` seconds per container.
+    """Every dataset's model pointer, listed at most once per ``ttl`` seconds per container
+    (one GetParametersByPath call, a page per 10 datasets).
 
     "Nothing deployed" is cached too. When a refresh fails and an earlier value exists, the
     earlier value is served (and the refresh retried after another ``ttl``) rather than
     failing requests because SSM hiccuped.
     """
 
-    def __init__(self, load: Callable[[], ModelPointer | None], ttl: float, clock: Callable[[], float]) -> None:
+    def __init__(self, load: Callable[[], Pointers], ttl: float, clock: Callable[[], float]) -> None:
         self._load, self._ttl, self._clock = load, ttl, clock
-        self._value: ModelPointer | None = None
+        self._value = Pointers()
         self._loaded_at: float | None = None
         self.loads = 0
 
-    def get(self) -> ModelPointer | None:
+    def get(self) -> Pointers:
         now = self._clock()
         if self._loaded_at is not None and now - self._loaded_at < self._ttl:
             return self._value
@@ -89,8 +90,11 @@ class PointerCache:
             self._loaded_at = now
             return self._value
         self.loads += 1
-        self._value, self._loaded_at = value, now
-        return value
+        healed = value.keeping(self._value)
+        if healed is not value:
+            logger.warning("a model pointer became unreadable; serving its earlier value", extra={"broken": dict(value.broken)})
+        self._value, self._loaded_at = healed, now
+        return healed
 
     def invalidate(self) -> None:
         self._loaded_at = None
@@ -110,7 +114,7 @@ class Runtime:
         self.settings = settings or Settings.from_env()
         self.clock, self.wall = clock, wall
         self._clients: dict[str, Any] = dict(clients or {})
-        self.pointer = PointerCache(self.read_pointer, self.settings.pointer_ttl_seconds, clock)
+        self.pointers = PointerCache(self.read_pointers, self.settings.pointer_ttl_seconds, clock)
         self.activity = activity.ActivityRecorder(self._write_activity, clock, wall)
 
     def client(self, name: str) -> Any:
@@ -120,8 +124,8 @@ class Runtime:
         return client
 
     # -- pointer and status -------------------------------------------------------------
-    def read_pointer(self) -> ModelPointer | None:
-        return read_pointer(self.client("ssm"), self.settings.model_parameter)
+    def read_pointers(self) -> Pointers:
+        return read_pointers(self.client("ssm"), self.settings.model_parameter_prefix)
 
     def describe(self, pointer: ModelPointer) -> dict[str, Any] | None:
         return describe_version(self.client("rekognition"), pointer)
@@ -168,14 +172,10 @@ def _session() -> Any:
     return botocore.session.get_session()
 
 
-def read_pointer(ssm: Any, name: str) -> ModelPointer | None:
-    try:
-        value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
-    except ClientError as exc:
-        if error_code(exc) == "ParameterNotFound":
-            return None
-        raise
-    return parse_pointer(value)
+def read_pointers(ssm: Any, prefix: str) -> Pointers:
+    """Every dataset's pointer: the parameters one level under ``prefix`` (GetParametersByPath,
+    not recursive, every page; none yet is an empty listing, not an error)."""
+    return parse_pointers(prefix, _pages(ssm.get_parameters_by_path, "Parameters", Path=prefix.rstrip("/"), Recursive=False, MaxResults=10))
 
 
 def describe_version(rekognition: Any, pointer: ModelPointer) -> dict[str, Any] | None:

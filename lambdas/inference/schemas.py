@@ -17,6 +17,7 @@ __all__ = ["DetectionRequest"]  # its schema goes into the document too
 
 
 class ModelSummary(BaseModel):
+    dataset: str | None = Field(None, description="The dataset whose model this is.")
     version: str
     arn: str
     status: str = Field(description="RUNNING in a successful answer; the model's status in a 503.")
@@ -65,6 +66,7 @@ class ErrorDetail(BaseModel):
     retry_after: int | None = Field(None, description="Seconds, as in the Retry-After header: only with 429 throttled and 503 model_starting.")
     auto_start: bool | None = Field(None, description="Whether the API starts a STOPPED model on a request (503 answers).")
     details: list[dict] | None = Field(None, description="Which parameters failed validation (400 invalid_request).")
+    datasets: list[str] | None = Field(None, description="The datasets with a live model, to choose from (400 dataset_required).")
 
 
 class ErrorAnswer(BaseModel):
@@ -103,6 +105,29 @@ class ModelState(BaseModel):
     running: list[RunningModel] | None = Field(None, description=_RUNNING)
     running_cost_note: str | None = Field(None, description="How estimated_usd_per_hour is estimated (with running).")
     running_error: str | None = Field(None, description=_RUNNING_ERROR)
+
+
+class DatasetModel(BaseModel):
+    dataset: str
+    default: bool = Field(description="Whether a request that names no dataset gets this one.")
+    status: str = Field(description="The live Rekognition status (RUNNING, STOPPED, ...; NOT_FOUND when the version is gone).")
+    version: str
+    arn: str
+    f1: float | None = None
+    inference_units: int | None = None
+    deployed_at: str | None = None
+    run_id: str | None = Field(None, description="The training run that made it: its folder is runs/<dataset>/<run_id>/ in the artifacts bucket, "
+                               "its evaluation report runs/<dataset>/<run_id>/evaluation/index.html.")
+    estimated_usd_per_hour: float | None = Field(None, description="While it bills (RUNNING, STARTING): inference_units x $4, an estimate.")
+    error: str | None = Field(None, description="Why the status is missing: the model could not be described (AccessDenied, throttling).")
+
+
+class ModelsAnswer(BaseModel):
+    default_dataset: str | None = Field(None, description="The configured default dataset, if any.")
+    models: list[DatasetModel] = Field(description="One entry per dataset with a live model, by dataset name.")
+    broken: dict[str, str] | None = Field(None, description="Datasets whose pointer could not be read, and why.")
+    emulated: bool = False
+    running_cost_note: str | None = None
 
 
 class Transition(BaseModel):

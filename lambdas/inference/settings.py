@@ -23,7 +23,7 @@ def _number(name: str, default: float, minimum: float) -> float:
 
 @dataclass(frozen=True)
 class Settings:
-    model_parameter: str
+    model_parameter_prefix: str  # each dataset's pointer is <prefix>/<dataset>
     dataset_bucket: str
     activity_table: str
     auto_start: bool = False
@@ -31,11 +31,12 @@ class Settings:
     pointer_ttl_seconds: float = 60.0
     emulated: bool = False
     idle_minutes: int = 30
+    default_dataset: str | None = None  # the dataset of a request that names none (None: the only one with a model)
 
     @classmethod
     def from_env(cls) -> Settings:
         return cls(
-            model_parameter=os.environ.get("MODEL_PARAMETER", ""),
+            model_parameter_prefix=os.environ.get("MODEL_PARAMETER_PREFIX", ""),
             dataset_bucket=os.environ.get("DATASET_BUCKET", ""),
             activity_table=os.environ.get("ACTIVITY_TABLE", ""),
             auto_start=_flag(os.environ.get("AUTO_START")),
@@ -43,4 +44,5 @@ class Settings:
             pointer_ttl_seconds=_number("POINTER_TTL_SECONDS", 60.0, 0.0),
             emulated=_flag(os.environ.get("CUSTOM_LABELS_EMULATED")),
             idle_minutes=int(_number("IDLE_MINUTES", 30, 1)),
+            default_dataset=os.environ.get("DEFAULT_DATASET", "").strip() or None,
         )

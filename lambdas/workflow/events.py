@@ -156,6 +156,12 @@ class Retired(BaseModel):
     kept: str | None = None
 
 
+class WrittenReport(BaseModel):
+    """What the report function (lambdas/evaluation_report) returns, at ``$.report``; only its key is read."""
+
+    key: str
+
+
 class StateError(BaseModel):
     """What a Catch writes at ``$.error`` (and the failure Passes written in its shape)."""
 
@@ -174,6 +180,8 @@ class FinishState(BaseModel):
     version: CreatedVersion | None = None
     retired: Retired | None = None
     error: StateError | None = None
+    report: WrittenReport | None = None  # the evaluation report, once written
+    report_error: StateError | None = None  # why it was not (the run goes on regardless)
 
 
 class FinishEvent(BaseModel):

@@ -198,6 +198,10 @@ def finish(event: FinishEvent, context: LambdaContext) -> dict[str, Any]:
         "reason": reason,
         "model_arn": state.version.ProjectVersionArn if outcome == "succeeded" and state.version else None,
         "stopped_models": state.retired.stopped if state.retired else [],
+        # The run's evaluation report, runs/<dataset>/<run-id>/evaluation/index.html in the
+        # artifacts bucket (None before it, or when it could not be written: report_error says why).
+        "report": state.report.key if state.report else None,
+        "report_error": _reason(state.report_error) or None,
         "execution": run.execution if run else None,
         "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }

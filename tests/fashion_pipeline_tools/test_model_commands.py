@@ -33,11 +33,11 @@ class Rekognition(real.Rekognition):
 def endpoint(monkeypatch):
     fake = Rekognition()
     fake.status = "STOPPED"
-    settings = real.Settings(model_parameter="/fashion-pipeline/model", dataset_bucket="bucket", activity_table="activity", emulated=True)
+    settings = real.Settings(model_parameter_prefix="/fashion-pipeline/models", dataset_bucket="bucket", activity_table="activity", emulated=True)
     real.inference_runtime.reset(settings=settings, clients={"rekognition": fake, "ssm": real.SSM(), "dynamodb": real.DynamoDB()})
     with serve(LambdaBackend(api.handler), port=0) as server:
         yield server.url.rstrip("/"), fake
-    real.inference_runtime.reset(settings=real.Settings(model_parameter="", dataset_bucket="", activity_table=""), clients={})
+    real.inference_runtime.reset(settings=real.Settings(model_parameter_prefix="", dataset_bucket="", activity_table=""), clients={})
 
 
 def test_start_then_stop_the_datasets_model_with_its_hourly_cost(endpoint, capsys):
@@ -52,10 +52,11 @@ def test_start_then_stop_the_datasets_model_with_its_hourly_cost(endpoint, capsy
     assert [call for call, _ in rekognition.calls] == ["start", "stop"]
 
 
-def test_another_datasets_model_is_not_touched(endpoint, capsys):
+def test_a_dataset_without_a_model_is_refused_and_nothing_touched(endpoint, capsys):
     url, rekognition = endpoint
     assert main(["start", "--dataset", "shoes", "--endpoint", url]) == 1
-    assert "the API serves dataset 'demo''s model, not 'shoes''s" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "dataset 'shoes' has no deployed model" in err and "fashion-pipeline deploy --dataset shoes" in err
     assert rekognition.calls == []
 
 

@@ -19,7 +19,9 @@ from inference import handler as api
 from inference import runtime as inference_runtime
 from inference.settings import Settings
 
-MODEL_PARAMETER = "/fashion-pipeline/model"
+MODEL_PARAMETER_PREFIX = "/fashion-pipeline/models"  # cdk.json's modelParameterPrefix
+DATASET = "demo"
+MODEL_PARAMETER = f"{MODEL_PARAMETER_PREFIX}/{DATASET}"  # the demo dataset's pointer
 DATASET_BUCKET = "fashion-dataset-test"
 ACTIVITY_TABLE = "fashion-model-activity-test"
 PROJECT_ARN = "arn:aws:rekognition:us-east-1:123456789012:project/fashion-pipeline-demo/1700000000000"
@@ -259,14 +261,23 @@ class FakeRekognition:
 
 @dataclass
 class FakeSSM:
+    """The pointers' path as GetParametersByPath pages it: ``value`` is the demo dataset's
+    pointer (None: no parameter), ``others`` more datasets' by name."""
+
     value: str | None = json.dumps(POINTER)
+    others: dict[str, str] = field(default_factory=dict)
     calls: int = 0
 
-    def get_parameter(self, Name: str) -> dict[str, Any]:
+    def get_parameters_by_path(self, Path: str, Recursive: bool = False, MaxResults: int = 10, NextToken: str | None = None) -> dict[str, Any]:
+        assert Path == MODEL_PARAMETER_PREFIX and Recursive is False and 1 <= MaxResults <= 10  # SSM's bounds for the call
         self.calls += 1
-        if self.value is None:
-            raise client_error("ParameterNotFound", "GetParameter")
-        return {"Parameter": {"Name": Name, "Value": self.value}}
+        values = ({DATASET: self.value} if self.value is not None else {}) | self.others
+        names = sorted(values)
+        start = int(NextToken or 0)
+        page = {"Parameters": [{"Name": f"{Path}/{name}", "Type": "String", "Value": values[name]} for name in names[start:start + MaxResults]]}
+        if start + MaxResults < len(names):
+            page["NextToken"] = str(start + MaxResults)
+        return page
 
 
 @dataclass
@@ -314,7 +325,7 @@ class Fakes:
 
 
 def settings(**changes: Any) -> Settings:
-    base = {"model_parameter": MODEL_PARAMETER, "dataset_bucket": DATASET_BUCKET, "activity_table": ACTIVITY_TABLE}
+    base = {"model_parameter_prefix": MODEL_PARAMETER_PREFIX, "dataset_bucket": DATASET_BUCKET, "activity_table": ACTIVITY_TABLE}
     return Settings(**{**base, **changes})
 
 

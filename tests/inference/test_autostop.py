@@ -201,7 +201,7 @@ def test_a_failed_stop_is_reported_and_the_others_still_stopped():
 
 def test_an_unreadable_pointer_leaves_every_model_watched():
     result = autostop.check(runtime(FakeRekognition(), FakeSSM("{broken"), minutes_after_deploy=600))
-    assert result["deployed"] is None and [f["step"] for f in result["failures"]] == ["GetParameter"]
+    assert result["deployed"] == [] and [(f["step"], f["target"]) for f in result["failures"]] == [("ParsePointer", "demo")]
     # The deployed model, never seen before and now of unknown deployment, gets a full window.
     [model] = result["models"]
     assert (model["model"], model["action"], model["deployed"]) == (VERSION_ARN, "keep", False)
@@ -210,7 +210,7 @@ def test_an_unreadable_pointer_leaves_every_model_watched():
 def test_nothing_deployed_still_watches_the_projects():
     rekognition = FakeRekognition(status="STOPPED", others={SHOES: [version(SHOES, "shoes.v1")]})
     result = autostop.check(runtime(rekognition, FakeSSM(json.dumps({"status": "none"}))))
-    assert result["deployed"] is None and result["failures"] == []
+    assert result["deployed"] == [] and result["failures"] == []
     assert [m["version"] for m in result["models"]] == ["shoes.v1"]
 
 

@@ -21,6 +21,7 @@ JPEG = image_bytes(640, 480)
 # -- each domain error -> status, code, Retry-After -------------------------------------------
 MAPPING = [
     (errors.RequestInvalid("bad option", details=[{"location": "query.x", "message": "m"}]), 400, "invalid_request", None),
+    (errors.DatasetRequired("several datasets have a live model", datasets=["a", "b"]), 400, "dataset_required", None),
     (errors.ImageRejected("image_corrupt", "the image cannot be decoded: JPEG truncated at byte 12"), 400, "image_corrupt", None),
     (errors.ImageRejected("image_dimensions", "32x32 px"), 400, "image_dimensions", None),
     (errors.ImageRejected("image_aspect_ratio", "2000x64 px"), 400, "image_aspect_ratio", None),
@@ -120,15 +121,31 @@ def _fail(operation, code):
     return apply
 
 
-def _ssm_throttled(fakes):
-    def throttled(Name):
-        raise client_error("ThrottlingException", "GetParameter")
+def _ssm_fails(code):
+    def apply(fakes):
+        def refused(**params):
+            raise client_error(code, "GetParametersByPath")
 
-    fakes.ssm.get_parameter = throttled
+        fakes.ssm.get_parameters_by_path = refused
+
+    return apply
+
+
+_ssm_throttled = _ssm_fails("ThrottlingException")
+
+
+def _two_datasets(fakes):
+    """A second dataset with a model, and no default: a request must name one."""
+    fakes.ssm.others = {"shoes": json.dumps({**json.loads(fakes.ssm.value), "dataset": "shoes"})}
+
+
+BAD_DATASET = {"dataset": "no such/name"}
 
 
 DETECTIONS = [
     ("invalid_request", None, dict(body=JPEG, query={"max_results": "0"})),
+    ("invalid_request", None, dict(body=JPEG, query=BAD_DATASET)),
+    ("dataset_required", _two_datasets, dict(body=JPEG)),
     ("image_corrupt", None, dict(body=b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 4)),
     ("image_corrupt", _fail("DetectCustomLabels", "InvalidImageFormatException"), dict(body=JPEG[:200])),
     ("image_dimensions", None, dict(body=image_bytes(32, 32, "PNG"), content_type="image/png")),
@@ -146,7 +163,11 @@ DETECTIONS = [
 MODEL = [
     ("GET /model", "throttled", _fail("DescribeProjectVersions", "ThrottlingException")),
     ("GET /model", "internal_error", _fail("DescribeProjectVersions", "AccessDeniedException")),
+    ("GET /models", "throttled", _ssm_throttled),
+    ("GET /models", "internal_error", _ssm_fails("AccessDeniedException")),
 ]
+for _route in ("GET /model", "POST /model/start", "POST /model/stop"):
+    MODEL += [(_route, "invalid_request", BAD_DATASET), (_route, "dataset_required", _two_datasets)]
 for _route in ("POST /model/start", "POST /model/stop"):
     MODEL += [
         (_route, "model_conflict", _status("STOPPING")),
@@ -162,12 +183,15 @@ SCENARIOS = [("POST /detections", code, setup, request) for code, setup, request
 def _run(fakes, route, setup, request):
     fakes.s3 = S3({"images/a.jpg": JPEG})
     install(fakes)
+    query = None
+    if isinstance(setup, dict):  # a query string, not a setup
+        setup, query = None, setup
     if setup:
         setup(fakes)
     if route == "POST /detections":
         return _detect(**request)
     method, path = route.split(" ")
-    return call(api_event(method, path))
+    return call(api_event(method, path, query=query))
 
 
 @pytest.mark.parametrize("route, code, setup, request_", SCENARIOS, ids=[f"{r} {c}" for r, c, *_ in SCENARIOS])

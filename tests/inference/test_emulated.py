@@ -227,7 +227,7 @@ def test_autostop_gives_a_restarted_model_its_window(deployed):
 def test_autostop_with_no_model_deployed(deployed):
     boto3.client("ssm", region_name=REGION).put_parameter(Name=MODEL_PARAMETER, Type="String", Value='{"status":"none"}', Overwrite=True)
     result = run_round(100)
-    assert result["deployed"] is None
+    assert result["deployed"] == []
     # Still watched: no longer deployed and never seen before, it gets a full window.
     assert [(m["model"], m["action"], m["deployed"]) for m in result["models"]] == [(deployed.arn, "keep", False)]
     assert run_autostop(deployed, 130)["action"] == "stopped"

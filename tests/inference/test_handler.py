@@ -46,7 +46,7 @@ def test_raw_jpeg_body_gives_garments_in_ratios_and_pixels(fakes):
     assert answer.content_type == "application/json"
     assert answer.headers["Vary"] == "Accept"
     body = answer.json
-    assert body["model"] == {"version": VERSION_NAME, "arn": VERSION_ARN, "status": "RUNNING", "f1": 0.873, "emulated": False}
+    assert body["model"] == {"dataset": "demo", "version": VERSION_NAME, "arn": VERSION_ARN, "status": "RUNNING", "f1": 0.873, "emulated": False}
     assert body["image"] == {"width": 640, "height": 480, "format": "jpeg"}
     assert [g["label"] for g in body["garments"]] == ["trousers", "skirt"]  # most confident first
     trousers = body["garments"][0]
@@ -515,9 +515,11 @@ def test_openapi_document(fakes):
     document = answer.json
     assert document["info"]["title"] == openapi.API_TITLE and document["info"]["version"] == openapi.API_VERSION
     assert document["info"]["description"]
-    assert set(document["paths"]) == {"/detections", "/model", "/model/start", "/model/stop"}
+    assert set(document["paths"]) == {"/detections", "/model", "/models", "/model/start", "/model/stop"}
     detect_op = document["paths"]["/detections"]["post"]
-    assert {p["name"] for p in detect_op["parameters"]} == {"min_confidence", "max_results", "render"}
+    assert {p["name"] for p in detect_op["parameters"]} == {"min_confidence", "max_results", "render", "dataset"}
+    for path, method in (("/model", "get"), ("/model/start", "post"), ("/model/stop", "post")):
+        assert [p["name"] for p in document["paths"][path][method]["parameters"]] == ["dataset"]
     assert set(detect_op["requestBody"]["content"]) == {"image/jpeg", "image/png", "application/json"}
     assert {"200", "400", "404", "413", "415", "429", "500", "503"} <= set(detect_op["responses"])
     assert "422" not in json.dumps(document["paths"])
@@ -642,10 +644,10 @@ def test_no_bucket_can_be_named(with_s3):
 
 
 def test_ssm_throttled_without_a_cached_pointer_is_429(fakes):
-    def throttled(Name):
-        raise client_error("ThrottlingException", "GetParameter")
+    def throttled(**params):
+        raise client_error("ThrottlingException", "GetParametersByPath")
 
-    fakes.ssm.get_parameter = throttled
+    fakes.ssm.get_parameters_by_path = throttled
     answer = detect()
     assert (answer.status, answer.error["code"], answer.headers["Retry-After"]) == (429, "throttled", "2")
 

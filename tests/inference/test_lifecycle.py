@@ -194,9 +194,9 @@ def test_the_pipeline_names_its_projects_with_the_prefix():
 
 
 def test_watched_projects_are_the_deployed_ones_then_the_pipelines():
-    assert watched_projects([OTHER, SHOES, PROJECT_ARN], DEPLOYED) == [PROJECT_ARN, SHOES]
-    assert watched_projects([], DEPLOYED) == [PROJECT_ARN]  # listing failed: still the deployed model's
-    assert watched_projects([OTHER, SHOES], None) == [SHOES]
+    assert watched_projects([OTHER, SHOES, PROJECT_ARN], [DEPLOYED]) == [PROJECT_ARN, SHOES]
+    assert watched_projects([], [DEPLOYED]) == [PROJECT_ARN]  # listing failed: still the deployed model's
+    assert watched_projects([OTHER, SHOES], []) == [SHOES]
 
 
 def check(*descriptions, activity=None, deployed=DEPLOYED, project=PROJECT_ARN):
@@ -280,3 +280,71 @@ def test_running_models_with_cost_estimates():
          "inference_units": None, "estimated_usd_per_hour": None},
     ]  # fmt: skip
     assert [m["version"] for m in running_models(listed, exclude=None)] == ["shoes.v1", "shoes.v2", VERSION_NAME]
+
+
+# -- one pointer per dataset ---------------------------------------------------------------
+from fashion_pipeline import lifecycle  # noqa: E402
+from fashion_pipeline.layout import dataset_of_pointer, model_pointer_name  # noqa: E402
+
+PREFIX = "/fashion-pipeline/models"
+
+
+def test_pointer_names_and_the_dataset_they_belong_to():
+    assert model_pointer_name(PREFIX, "demo") == model_pointer_name(PREFIX + "/", "demo") == "/fashion-pipeline/models/demo"
+    assert dataset_of_pointer(PREFIX, "/fashion-pipeline/models/demo") == "demo"
+    for outside in ("/fashion-pipeline/model", "/fashion-pipeline/models", "/fashion-pipeline/models/", "/fashion-pipeline/models/a/b", "/other/demo"):
+        assert dataset_of_pointer(PREFIX, outside) is None, outside
+
+
+def test_pointers_are_parsed_one_by_one():
+    parameters = [
+        {"Name": f"{PREFIX}/demo", "Value": json.dumps(POINTER)},
+        {"Name": f"{PREFIX}/shoes", "Value": "{broken"},
+        {"Name": f"{PREFIX}/hats", "Value": json.dumps({"status": "none"})},
+        {"Name": f"{PREFIX}/deeper/x", "Value": json.dumps(POINTER)},
+    ]
+    pointers = lifecycle.parse_pointers(PREFIX, parameters)
+    assert set(pointers.live) == {"demo"} and set(pointers.broken) == {"shoes"} and pointers.datasets == {"demo", "shoes"}
+    assert pointers.of("demo").version_name == VERSION_NAME and pointers.of("hats") is None
+    with pytest.raises(PointerError, match="dataset 'shoes'"):
+        pointers.of("shoes")
+    healed = lifecycle.parse_pointers(PREFIX, [{"Name": f"{PREFIX}/demo", "Value": "{"}]).keeping(pointers)
+    assert healed.of("demo") == pointers.of("demo") and not healed.broken
+
+
+@pytest.mark.parametrize("requested, default, live, chosen", [
+    ("shoes", None, ["demo"], "shoes"),  # named: that one, model or not
+    (None, "shoes", ["demo", "shoes"], "shoes"),
+    (None, "hats", ["demo"], "hats"),  # the default, even without a model: its answer says so
+    (None, None, ["demo"], "demo"),
+    (None, None, [], None),
+])  # fmt: skip
+def test_the_dataset_a_request_is_about(requested, default, live, chosen):
+    assert lifecycle.choose_dataset(requested, default, live) == chosen
+
+
+def test_several_datasets_and_no_default_need_a_name():
+    with pytest.raises(lifecycle.DatasetRequired) as raised:
+        lifecycle.choose_dataset(None, None, ["shoes", "demo"])
+    assert raised.value.datasets == ["demo", "shoes"] and "?dataset=" in str(raised.value)
+
+
+@pytest.mark.parametrize("status, step", [("TRAINING_COMPLETED", "start"), ("STOPPED", "start"), ("FAILED", "start"),
+                                          ("STARTING", "wait"), ("RUNNING", "move")])  # fmt: skip
+def test_what_deploying_does_from_each_status(status, step):
+    assert lifecycle.promotion(status) == step
+
+
+@pytest.mark.parametrize("status", ["TRAINING_IN_PROGRESS", "TRAINING_FAILED", "STOPPING", "DELETING", "COPYING_IN_PROGRESS"])
+def test_statuses_that_cannot_be_deployed(status):
+    with pytest.raises(lifecycle.PromotionRefused, match=status):
+        lifecycle.promotion(status)
+
+
+def test_a_promoted_pointer_reads_back_as_the_workflow_writes_it():
+    description = {"ProjectVersionArn": VERSION_ARN, "Status": "RUNNING", "EvaluationResult": {"F1Score": 0.5}}
+    pointer = lifecycle.promoted_pointer(description, project_arn=PROJECT_ARN, dataset="demo", inference_units=2, now=NOW)
+    assert (pointer.project_arn, pointer.version_name, pointer.f1, pointer.inference_units, pointer.deployed_at) == (PROJECT_ARN, VERSION_NAME, 0.5, 2, NOW)
+    text = lifecycle.pointer_json(pointer)
+    assert parse_pointer(text) == pointer and json.loads(text)["status"] == "RUNNING"
+    assert set(json.loads(text)) == set(POINTER)  # the same fields as the workflow's Pass state writes

@@ -192,8 +192,8 @@ class Rek:
     def detect_custom_labels(self, **p):
         return {"CustomLabels": [{"Name": "vest", "Confidence": 90.0, "Geometry": {"BoundingBox": {"Left": 0.1, "Top": 0.1, "Width": 0.5, "Height": 0.5}}}]}
 class Ssm:
-    def get_parameter(self, Name):
-        return {"Parameter": {"Value": json.dumps({"project_version_arn": "arn:v", "project_arn": "arn:p", "version_name": "v"})}}
+    def get_parameters_by_path(self, Path, **params):
+        return {"Parameters": [{"Name": Path + "/demo", "Value": json.dumps({"project_version_arn": "arn:v", "project_arn": "arn:p", "version_name": "v"})}]}
 class Ddb:
     def update_item(self, **p):
         return {}

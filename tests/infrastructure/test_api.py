@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_ssm as ssm
 from aws_cdk.assertions import Template
 
 from infrastructure.api import BINARY_MEDIA_TYPES, InferenceApi
@@ -45,7 +44,8 @@ def test_inference_and_autostop_functions(synthesized: Synthesized) -> None:
     functions = {f["Properties"]["Handler"]: f["Properties"] for f in synthesized.resources("AWS::Lambda::Function").values() if "Handler" in f["Properties"]}
     inference = functions["inference.handler.handler"]
     assert len(inference["Layers"]) == 2  # shared dependencies + Pillow
-    assert {"MODEL_PARAMETER", "ACTIVITY_TABLE", "DATASET_BUCKET", "AUTO_START"} <= set(inference["Environment"]["Variables"])
+    assert {"MODEL_PARAMETER_PREFIX", "DEFAULT_DATASET", "ACTIVITY_TABLE", "DATASET_BUCKET", "AUTO_START"} <= set(inference["Environment"]["Variables"])
+    assert inference["Environment"]["Variables"]["POINTER_TTL_SECONDS"] == "15"
     assert functions["inference.autostop.handler"]["Environment"]["Variables"]["IDLE_MINUTES"] == "30"
     schedules = [r["Properties"] for r in synthesized.resources("AWS::Events::Rule").values() if "ScheduleExpression" in r["Properties"]]
     assert [s["ScheduleExpression"] for s in schedules] == ["rate(5 minutes)"]
@@ -57,8 +57,7 @@ def test_api_key_mode_keeps_iam_on_the_admin_routes() -> None:
     stack = cdk.Stack(app, "ApiOnly")
     config = PipelineConfig(api_auth="apiKey", cors_origin="https://shop.example.com")
     deps = lambda_.LayerVersion.from_layer_version_arn(stack, "Deps", "arn:aws:lambda:us-east-1:123456789012:layer:deps:1")
-    parameter = ssm.StringParameter.from_string_parameter_name(stack, "Model", "/fashion-pipeline/model")
-    InferenceApi(stack, "Api", config=config, dependencies=deps, model_parameter=parameter, dataset_bucket_name="dataset-bucket")
+    InferenceApi(stack, "Api", config=config, dependencies=deps, dataset_bucket_name="dataset-bucket")
     template = Template.from_stack(stack).to_json()
     found = methods(template["Resources"])
     by_path = {}

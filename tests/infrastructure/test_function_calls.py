@@ -25,10 +25,12 @@ KNOWN_CALLS = {
     "workflow.handler.evaluate": {("s3", "GetObject"), ("s3", "PutObject")},
     "workflow.handler.retire": {("rekognition", "DescribeProjectVersions"), ("rekognition", "StopProjectVersion")},
     "workflow.handler.finish": {("dynamodb", "DeleteItem"), ("s3", "PutObject")},
+    "evaluation_report.handler.handler": {("s3", "GetObject"), ("s3", "PutObject"), ("ssm", "GetParameter"),
+                                          ("rekognition", "DescribeProjectVersions")},
     "converter.handler.handler": {("s3", "GetObject"), ("s3", "HeadObject"), ("s3", "PutObject"), ("s3", "DeleteObject"),
                                   ("s3", "ListObjectsV2"), ("sqs", "SendMessageBatch")},
-    "inference.handler.handler": {("rekognition", "DetectCustomLabels"), ("ssm", "GetParameter"), ("s3", "GetObject")},
-    "inference.autostop.handler": {("rekognition", "StopProjectVersion"), ("ssm", "GetParameter")},
+    "inference.handler.handler": {("rekognition", "DetectCustomLabels"), ("ssm", "GetParametersByPath"), ("s3", "GetObject")},
+    "inference.autostop.handler": {("rekognition", "StopProjectVersion"), ("ssm", "GetParametersByPath")},
 }
 
 

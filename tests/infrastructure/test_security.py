@@ -92,6 +92,7 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
     executions = ('arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:'
                   f'{{"Fn::Select":[6,{{"Fn::Split":[":",{{"Ref":"{machine}"}}]}}]}}')
     reprocess_executions = executions.replace(machine, synthesized.logical_id(stack.reprocess.state_machine))
+    batch_executions = executions.replace(machine, synthesized.logical_id(stack.batch.state_machine))
     expected = [
         (f"{root}/BucketNotificationsHandler050a0587b7544547bf325f094a3db834",
          "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]"),
@@ -103,15 +104,21 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
         *function(f"{train}/EvaluateFunction", objects(artifacts, "runs/*")),
         *function(f"{train}/RetireFunction", projects),
         *function(f"{train}/FinishFunction", objects(artifacts, "runs/*")),
+        # The report: the pipeline's model versions and the dataset's pointer (the comparison), the
+        # evaluation files under any run's output/, the test images; it writes its run's evaluation/.
+        *function(f"{train}/ReportFunction", projects,
+                  "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/fashion-pipeline/models/*]",
+                  objects(artifacts, "runs/*/output/*"), objects(artifacts, "runs/*/evaluation/*"), objects(dataset, "images/*")),
         # The state machine: X-Ray, log delivery, DescribeProjects/CreateProject; its functions;
         # the topic's key; and what Custom Labels reads and writes as its caller.
         *((f"{train}/StateMachine/Role", rule) for rule in (
-            xray, projects, "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            xray, projects, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/fashion-pipeline/models/*]",
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
             objects(dataset, "images/*"), objects(artifacts, "runs/*/train.manifest"), objects(artifacts, "runs/*/test.manifest"),
             objects(artifacts, "runs/*/output/*"),
             *(f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(f)}.Arn>:*]" for f in (
                 training.prepare_function, training.shard_function, training.assemble_function, training.evaluate_function,
-                training.retire_function, training.finish_function)))),
+                training.retire_function, training.finish_function, training.report_function)))),
         # The Distributed Map's policy on its own child executions.
         *((f"{train}/StateMachine", f"AwsSolutions-IAM5[Resource::{executions}{suffix}]") for suffix in (":*", "/ReadFragments:*")),
         # The Reprocess machine: its function, X-Ray and log delivery, its Distributed Map's child executions.
@@ -120,6 +127,17 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
             xray, f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(stack.reprocess.function)}.Arn>:*]")),
         *((f"{root}/Reprocess/StateMachine", f"AwsSolutions-IAM5[Resource::{reprocess_executions}{suffix}]")
           for suffix in (":*", "/ReprocessObjects:*")),
+        # Batch detection: prepare reads requests and the dataset's pointer and model; detect reads the
+        # images, calls the model and writes parts and rendered images; merge and finish write batch/.
+        *function(f"{root}/Batch/PrepareFunction", objects(dataset, "batch/*"), projects,
+                  "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/fashion-pipeline/models/*]"),
+        *function(f"{root}/Batch/DetectFunction", objects(dataset, "images/*"), objects(artifacts, "batch/*"), projects),
+        *function(f"{root}/Batch/MergeFunction", objects(artifacts, "batch/*")),
+        *function(f"{root}/Batch/FinishFunction", objects(artifacts, "batch/*")),
+        *((f"{root}/Batch/StateMachine/Role", rule) for rule in (
+            xray, projects, *(f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(f.function)}.Arn>:*]"
+                              for f in (stack.batch.prepare, stack.batch.detect, stack.batch.merge, stack.batch.finish)))),
+        *((f"{root}/Batch/StateMachine", f"AwsSolutions-IAM5[Resource::{batch_executions}{suffix}]") for suffix in (":*", "/DetectImages:*")),
         # The inference API: its two functions (each may list the projects), the REST API and its logging role.
         *function(f"{api}/Inference", projects, objects(dataset, "images/*")),
         (f"{api}/Inference/ListProjects", xray),

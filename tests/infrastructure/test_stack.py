@@ -545,6 +545,12 @@ def test_partial_override_keeps_the_other_base_values() -> None:
         # 240 h polled every 10 min would outgrow an execution's 25,000 history events.
         ({"trainingTimeoutHours": 240, "trainingPollSeconds": 600}, "trainingPollSeconds"),
         ({"converterMemoryMB": 1024}, "converterMemoryMB"),
+        ({"modelParameterPrefix": "/fashion-pipeline/models/"}, "modelParameterPrefix"),  # the dataset is the next level
+        ({"modelParameterPrefix": "fashion-pipeline"}, "modelParameterPrefix"),
+        ({"modelParameterPrefix": "/aws/models"}, "modelParameterPrefix"),  # SSM reserves aws and ssm
+        ({"defaultDataset": "my data"}, "defaultDataset"),
+        # The old single pointer: a deployment that still sets it is told, not silently ignored.
+        ({"modelParameterName": "/fashion-pipeline/model"}, "modelParameterName"),
     ],
 )
 def test_invalid_config_names_the_key(overrides: dict[str, Any], key: str) -> None:

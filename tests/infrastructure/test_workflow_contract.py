@@ -65,6 +65,11 @@ def analysis(machine: dict[str, Any]) -> contract.Analysis:
 
 
 def test_every_sdk_task_sends_valid_parameters(machine: dict[str, Any]) -> None:
+    problems, checked = _parameter_problems(machine)
+    assert checked >= 20 and not problems, "\n".join(problems)
+
+
+def _parameter_problems(machine: dict[str, Any]) -> tuple[list[str], int]:
     problems, checked = [], 0
     for name, state in contract.all_states(machine["States"]).items():
         if state["Type"] != "Task":
@@ -85,7 +90,7 @@ def test_every_sdk_task_sends_valid_parameters(machine: dict[str, Any]) -> None:
             continue
         checked += 1
         problems += [f"{name}: {p}" for p in validate_step_functions_parameters(service, action, parameters)]
-    assert checked >= 20 and not problems, "\n".join(problems)
+    return problems, checked
 
 
 def test_a_wrong_parameter_is_caught_by_the_same_check() -> None:
@@ -94,6 +99,13 @@ def test_a_wrong_parameter_is_caught_by_the_same_check() -> None:
 
 
 def test_every_retried_or_caught_error_can_happen(machine: dict[str, Any]) -> None:
+    problems = _error_problems(machine)
+    assert not problems, "\n".join(problems)
+    # The name the old definition retried for a 503: no Rekognition shape has it, so it never matched.
+    assert "Rekognition.ServiceUnavailableException" not in {step_functions_error_name("rekognition", e) for e in service_errors("rekognition")}
+
+
+def _error_problems(machine: dict[str, Any]) -> list[str]:
     problems = []
     for name, state in contract.all_states(machine["States"]).items():
         match = contract.SDK.match(state.get("Resource", ""))
@@ -108,9 +120,7 @@ def test_every_retried_or_caught_error_can_happen(machine: dict[str, Any]) -> No
             for error in handler["ErrorEquals"]:
                 if error not in STATES_ERRORS | possible:
                     problems.append(f"{name}: {error} is not an error this task can raise")
-    assert not problems, "\n".join(problems)
-    # The name the old definition retried for a 503: no Rekognition shape has it, so it never matched.
-    assert "Rekognition.ServiceUnavailableException" not in {step_functions_error_name("rekognition", e) for e in service_errors("rekognition")}
+    return problems
 
 
 def test_no_state_reads_an_optional_member_unguarded(analysis: contract.Analysis, machine: dict[str, Any]) -> None:
@@ -231,3 +241,64 @@ def test_every_status_loop_leaves_on_every_status_but_in_progress_ones(machine: 
             assert state["Default"] not in loop, f"{name}: an unexpected status must leave the loop"
             checked += 1
     assert checked == 4  # two datasets, training, the model
+
+
+# -- the batch detection machine (infrastructure/batch.py) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batch_machine(synthesized: Synthesized) -> dict[str, Any]:
+    return contract.definition(synthesized, "Batch")
+
+
+def test_the_batch_machine_sends_valid_parameters_and_handles_errors_that_can_happen(batch_machine: dict[str, Any]) -> None:
+    problems, checked = _parameter_problems(batch_machine)
+    assert checked >= 8 and not problems, "\n".join(problems)  # 4 Rekognition tasks, 4 Lambdas (the Map's child included)
+    problems = _error_problems(batch_machine)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_batch_machine_reads_no_optional_member_unguarded(batch_machine: dict[str, Any]) -> None:
+    analysis = contract.Analysis(batch_machine["States"], batch_machine["StartAt"], contract.Knowledge(contract.Obj(()), frozenset())).run()
+    assert set(analysis.entry) == set(batch_machine["States"]), "every state is reachable"
+    assert not analysis.problems, "\n".join(analysis.problems)
+    # The same check finds a status read without its guard.
+    states = json.loads(json.dumps(batch_machine["States"]))
+    states["Model described?"]["Choices"][0]["Variable"] = "$.described.Other"
+    problems = contract.Analysis(states, batch_machine["StartAt"], contract.Knowledge(contract.Obj(()), frozenset())).run().problems
+    assert any("Model status?" in p and "may be absent" in p for p in problems), problems
+
+
+def test_the_batch_start_poll_is_bounded_and_its_longest_wait_fits_the_history(batch_machine: dict[str, Any]) -> None:
+    from fashion_pipeline.batch import MAX_START_POLLS, MAX_START_TIMEOUT_MINUTES, BatchRequest, JobRefused
+
+    states = batch_machine["States"]
+    [loop] = contract.cycles(states)
+    [wait] = [n for n in loop if states[n]["Type"] == "Wait"]
+    [start] = [n for n, s in states.items() if n not in loop and s.get("Next") == wait]
+    assert states[start]["Parameters"]["limit.$"] == "$.job.start_polls"
+    exits = [rule for name in loop if states[name]["Type"] == "Choice" for rule in states[name]["Choices"]
+             if rule.get("NumericGreaterThanEqualsPath") == "$.poll.limit" and rule["Next"] not in loop]
+    assert len(exits) == 1 and exits[0]["Variable"] == "$.poll.count"
+    per_poll = contract.iteration_events(states, loop, wait)
+    assert contract.longest_path(states, batch_machine["StartAt"]) + MAX_START_POLLS * per_poll <= HISTORY_EVENT_LIMIT
+    # The request check keeps every job within MAX_START_POLLS.
+    assert BatchRequest.parse({"dataset": "d", "source": "s3://b/images/", "start_timeout_minutes": MAX_START_TIMEOUT_MINUTES,
+                               "poll_seconds": 8}, dataset_bucket="b").start_polls <= MAX_START_POLLS
+    with pytest.raises(JobRefused, match="poll at least every 8 s"):
+        BatchRequest.parse({"dataset": "d", "source": "s3://b/images/", "start_timeout_minutes": MAX_START_TIMEOUT_MINUTES,
+                            "poll_seconds": 7}, dataset_bucket="b")
+
+
+def test_the_batch_start_poll_leaves_on_every_status_but_starting(batch_machine: dict[str, Any]) -> None:
+    states = batch_machine["States"]
+    [loop] = contract.cycles(states)
+    analysis = contract.Analysis(states, batch_machine["StartAt"], contract.Knowledge(contract.Obj(()), frozenset())).run()
+    [name] = [n for n in loop if any("StringEquals" in r for r in states[n].get("Choices", []))]
+    rules = states[name]["Choices"]
+    node = contract.node_at(analysis.entry[name].doc, contract.parse_path(rules[0]["Variable"]))
+    assert isinstance(node, contract.Sdk) and node.enum(())
+    for value in node.enum(()):
+        target = next((r["Next"] for r in rules if r["StringEquals"] == value), states[name]["Default"])
+        assert (target in loop) == (value == "STARTING"), value
+    assert next(r["Next"] for r in rules if r["StringEquals"] == "RUNNING") == "Detect images"

@@ -37,9 +37,10 @@ TASK_EVENTS, RETRY_EVENTS, STATE_EVENTS, FAIL_EVENTS, MAP_EVENTS, MAP_ITEM_EVENT
 DISTRIBUTED_MAP_EVENTS = 6
 
 
-def definition(synthesized: Any) -> dict[str, Any]:
-    """The state machine's definition as CloudFormation would resolve it."""
-    [resource] = [r for lid, r in synthesized.resources("AWS::StepFunctions::StateMachine").items() if lid.startswith("Training")]
+def definition(synthesized: Any, construct: str = "Training") -> dict[str, Any]:
+    """The definition of the state machine of ``construct`` (the training one by default, "Batch"
+    for batch detection) as CloudFormation would resolve it."""
+    [resource] = [r for lid, r in synthesized.resources("AWS::StepFunctions::StateMachine").items() if lid.startswith(construct)]
     return json.loads(Resolver(synthesized.template_dict).resolve(resource["Properties"]["DefinitionString"]))
 
 

@@ -25,7 +25,7 @@ from fashion_pipeline_tools.local.environment import emulate
 from fashion_pipeline_tools.local.server import sqs_record
 from fashion_pipeline_tools.sample import generate
 
-MODEL_PARAMETER = "/fashion-pipeline/model"  # cdk.json's modelParameterName
+MODEL_PARAMETER_PREFIX = "/fashion-pipeline/models"  # cdk.json's modelParameterPrefix
 MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # Emulated waits take no time; the bounds keep each loop within the history budget.
 FAST = {"poll_seconds": 0, "start_poll_seconds": 0, "training_timeout_hours": 0.01, "wait_timeout_minutes": 1}
@@ -94,11 +94,11 @@ class Harness:
     def object(self, key, bucket=None):
         return json.loads(self.s3.get_object(Bucket=bucket or self.artifacts_bucket, Key=key)["Body"].read())
 
-    def current_model(self):
-        """The model pointer the workflow publishes, or None before any deployment."""
+    def current_model(self, dataset="demo"):
+        """The dataset's model pointer the workflow publishes, or None before any deployment."""
         ssm = self.session.client("ssm")
         try:
-            return json.loads(ssm.get_parameter(Name=MODEL_PARAMETER)["Parameter"]["Value"])
+            return json.loads(ssm.get_parameter(Name=f"{MODEL_PARAMETER_PREFIX}/{dataset}")["Parameter"]["Value"])
         except ssm.exceptions.ParameterNotFound:
             return None
 

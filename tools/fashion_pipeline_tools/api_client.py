@@ -225,14 +225,23 @@ class ApiClient:
         min_confidence: float | None = None,
         max_results: int | None = None,
         accept: str = "application/json",
+        dataset: str | None = None,
     ) -> ApiResponse:
         """``POST /detections`` with the image as the body (``accept="image/png"`` for the drawing)."""
-        query = {"min_confidence": _number(min_confidence), "max_results": max_results}
+        query = {"min_confidence": _number(min_confidence), "max_results": max_results, "dataset": dataset}
         return self.request("POST", "/detections", body=image, headers={"Content-Type": content_type, "Accept": accept}, query=query)
 
-    def model(self) -> ApiResponse:
-        """``GET /model``."""
-        return self.request("GET", "/model", headers={"Accept": "application/json"})
+    def model(self, dataset: str | None = None) -> ApiResponse:
+        """``GET /model`` (of ``dataset``; None: the API's default)."""
+        return self.request("GET", "/model", headers={"Accept": "application/json"}, query={"dataset": dataset})
+
+    def models(self) -> ApiResponse:
+        """``GET /models``: every dataset's deployed model."""
+        return self.request("GET", "/models", headers={"Accept": "application/json"})
+
+    def transition(self, action: str, dataset: str | None = None) -> ApiResponse:
+        """``POST /model/start`` or ``POST /model/stop`` (of ``dataset``)."""
+        return self.request("POST", f"/model/{action}", headers={"Accept": "application/json"}, query={"dataset": dataset})
 
     # -- signing -----------------------------------------------------------------------
     def _signature(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:

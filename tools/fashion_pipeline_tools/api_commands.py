@@ -74,6 +74,7 @@ def add_arguments_detect(parser: argparse.ArgumentParser) -> None:
                         help="also write the image with the garments outlined: PNG for a .png name, JPEG for .jpg or .jpeg")
     parser.add_argument("--min-confidence", type=_confidence, metavar="N", help="lowest confidence, percent (default: each label's trained threshold)")
     parser.add_argument("--max-results", type=_results, metavar="N", help="at most N garments")
+    parser.add_argument("--dataset", help="the dataset whose model answers (default: the API's default dataset, or the one with a model)")
     parser.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
     _add_common(parser)
 
@@ -224,7 +225,8 @@ def detect(args: argparse.Namespace) -> int:
         return 2
     try:
         client = client_for(args)
-        options = {"content_type": _content_type(data), "min_confidence": args.min_confidence, "max_results": args.max_results}
+        options = {"content_type": _content_type(data), "min_confidence": args.min_confidence, "max_results": args.max_results,
+                   "dataset": getattr(args, "dataset", None)}  # fmt: skip
         response = client.detect(data, **options)
         if not response.ok:
             return _fail(response)
@@ -253,26 +255,23 @@ def detect(args: argparse.Namespace) -> int:
 
 # -- start, stop -----------------------------------------------------------------------
 def _transition(args: argparse.Namespace, action: str) -> int:
-    """``POST /model/<action>`` through the API, so that the auto-stop counts a start from now,
-    once ``GET /model`` says the API's model is the dataset's."""
+    """``POST /model/<action>?dataset=NAME`` through the API, so that the auto-stop counts a
+    start from now."""
     from fashion_pipeline.lifecycle import USD_PER_INFERENCE_UNIT_HOUR
 
     from .api_client import ApiClientError
 
     try:
         client = client_for(args)
-        current = client.model()
+        current = client.model(args.dataset)
         if not current.ok:
             return _fail(current)
         model = current.json()
         if model.get("status") == "NONE":
-            print(f"fashion-pipeline: error: no model is deployed: train one first (fashion-pipeline train --dataset {args.dataset})", file=sys.stderr)
+            print(f"fashion-pipeline: error: dataset {args.dataset!r} has no deployed model: train it (fashion-pipeline train --dataset"
+                  f" {args.dataset}) or deploy a version (fashion-pipeline deploy --dataset {args.dataset} --version V)", file=sys.stderr)
             return 1
-        if model.get("dataset") != args.dataset:
-            # One model pointer per stack today (README, "One model serves the API").
-            print(f"fashion-pipeline: error: the API serves dataset {model.get('dataset')!r}'s model, not {args.dataset!r}'s", file=sys.stderr)
-            return 1
-        response = client.request("POST", f"/model/{action}", headers={"Accept": "application/json"})
+        response = client.transition(action, args.dataset)
         if not response.ok:
             return _fail(response)
         answer = response.json()
@@ -299,7 +298,7 @@ def _await(client: ApiClient, args: argparse.Namespace, wanted: str) -> int:
     on_the_way = {"RUNNING": {"STARTING"}, "STOPPED": {"STOPPING", "RUNNING"}}[wanted]
     while True:
         try:
-            current = client.model()
+            current = client.model(args.dataset)
             status = current.json().get("status") if current.ok else None
         except (ApiClientError, ValueError) as exc:
             print(f"fashion-pipeline: error: while waiting: {exc}", file=sys.stderr)
@@ -322,6 +321,19 @@ def stop(args: argparse.Namespace) -> int:
 
 
 # -- ui --------------------------------------------------------------------------------
+def _reports_for(args: argparse.Namespace) -> Any:
+    """The runs' reports, read from the stack's artifacts bucket with your credentials; None
+    (the page's report links then answer 404 saying why) when the stack cannot be read."""
+    from .webui import S3Reports
+
+    try:
+        session = _session(args)
+        bucket = stack_outputs_for(session, getattr(args, "stack", DEFAULT_STACK)).get("ArtifactsBucketName")
+    except Exception as exc:  # no credentials, no stack: the page works without its report links
+        print(f"fashion-pipeline: reports unavailable: {exc}", file=sys.stderr)
+        return None
+    return S3Reports(session.client("s3"), bucket) if bucket else None
+
 def ui(args: argparse.Namespace) -> int:
     """Serve the browser UI on 127.0.0.1, forwarding its API calls (signed) until Ctrl-C."""
     from .api_client import ApiClientError
@@ -334,7 +346,8 @@ def ui(args: argparse.Namespace) -> int:
         print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
         return 2
     try:
-        server = serve(RemoteBackend(client), port=args.port, log=lambda line: print(line, file=sys.stderr, flush=True))
+        server = serve(RemoteBackend(client), port=args.port, log=lambda line: print(line, file=sys.stderr, flush=True),
+                       reports=_reports_for(args))
     except OSError as exc:
         print(f"fashion-pipeline: error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ from fashion_pipeline.sources import InputError, LocalImages, load_labels, open_
 from fashion_pipeline.training import NO_TEST_SET, TEST_FRACTION_MAX, TEST_FRACTION_MIN, test_fraction_problem
 
 from .api_commands import CommandError, register as register_api_commands
+from .batch_commands import register as register_batch_commands
 from .aws.stack import DEFAULT_STACK, StackNotFound
 
 
@@ -269,6 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _stack_arguments(models)
 
+    d = commands.add_parser("deploy", help="make a model version a dataset's live model (promote or roll back): start it, wait until"
+                            " RUNNING, move the dataset's pointer, stop the previous model")
+    d.add_argument("--dataset", required=True, help="the dataset whose live model changes")
+    d.add_argument("--version", required=True, help="the model version to serve (the VERSION column of `models`)")
+    d.add_argument("--wait", action="store_true", help="wait until a starting version is RUNNING and finish (default: start it and"
+                   " say so; the same command run again finishes once it runs)")
+    d.add_argument("--inference-units", type=_positive, help="inference units to start it on (default: the version's own, else the"
+                   " previous live model's, else 1)")
+    d.add_argument("--keep-previous", action="store_true", help="leave the previous live model running (it keeps billing)")
+    d.add_argument("--interval", type=float, default=10.0, help="how often --wait checks the version (seconds)")
+    d.add_argument("--timeout-minutes", type=float, default=60.0, help="how long --wait waits for RUNNING")
+    d.add_argument("--json", action="store_true", help="print the outcome as JSON (progress goes to stderr)")
+    _stack_arguments(d)
+
     report = commands.add_parser("report", help="write a model version's evaluation report (charts, per-label metrics, test gallery) to a folder")
     report.add_argument("--dataset", required=True, help="the dataset whose model is reported")
     report.add_argument("--version", help="the model version (the VERSION column of `models`; default: the newest evaluated one)")
@@ -278,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_arguments(report)
 
     register_api_commands(commands)
+    register_batch_commands(commands)
 
     local = commands.add_parser("local", help="run the whole pipeline offline (local mode)")
     local_commands = local.add_subparsers(dest="local_command", required=True)
@@ -448,10 +464,35 @@ def models(args: argparse.Namespace) -> int:
 
     dataset = _dataset_filter(args)
     session = _session(args)
-    outputs = _outputs(args, session, "ModelParameterName")
-    live = live_models(session.client("ssm"), outputs["ModelParameterName"])
+    outputs = _outputs(args, session, "ModelParameterPrefix")
+    live = live_models(session.client("ssm"), outputs["ModelParameterPrefix"])
     found = list_models(session.client("rekognition"), live=live, dataset=dataset)
     return _listing(args, found, models_table, f"no models{_of(dataset)} (a training run creates one)")
+
+
+def deploy(args: argparse.Namespace) -> int:
+    from .aws.deploy import DeployFailed, deploy as promote
+    from .aws.fleet import VersionNotFound
+
+    from fashion_pipeline.lifecycle import PointerError, PromotionRefused
+
+    dataset = _dataset_filter(args)
+    session = _session(args)
+    outputs = _outputs(args, session, "ModelParameterPrefix")
+    try:
+        done = promote(session.client("rekognition"), session.client("ssm"), prefix=outputs["ModelParameterPrefix"], dataset=dataset,
+                       version=args.version, inference_units=args.inference_units, wait=args.wait, keep_previous=args.keep_previous,
+                       interval=args.interval, timeout=args.timeout_minutes * 60,
+                       say=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True))  # fmt: skip
+    except (VersionNotFound, PromotionRefused, DeployFailed, PointerError) as exc:
+        print(f"fashion-pipeline: error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(done.to_dict(), indent=2))
+    elif done.moved:
+        print(f"the API answers for {dataset!r} with {done.version} within 15 seconds (each API container re-reads the pointers"
+              " every POINTER_TTL_SECONDS)")
+    return 0
 
 
 def report(args: argparse.Namespace) -> int:
@@ -529,6 +570,8 @@ def _run(args: argparse.Namespace) -> int:
         return runs(args)
     elif args.command == "models":
         return models(args)
+    elif args.command == "deploy":
+        return deploy(args)
     elif args.command == "report":
         return report(args)
     elif args.command == "local":

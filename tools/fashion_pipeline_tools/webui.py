@@ -9,6 +9,12 @@ them to one of two backends:
 * ``LambdaBackend``: the inference Lambda's handler, called in this process with the API
   Gateway (REST, proxy) event the request would have become (local mode).
 
+``/reports/<dataset>/<run-id>/...`` is answered here too, not by the API: each training run's
+evaluation report (``runs/<dataset>/<run-id>/evaluation/`` in the artifacts bucket), read by
+``S3Reports`` with the caller's own credentials, as ``fashion-pipeline report`` reads it. The
+API's role never needs the artifacts bucket for it. Reports are served with a policy that
+runs no script and loads nothing from elsewhere.
+
 The server binds to the loopback interface only, and refuses requests whose Host is not its
 own or that come from another site's page (DNS rebinding, cross-site POSTs): a page on the
 internet must not be able to spend the user's credentials through it.
@@ -110,6 +116,57 @@ def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
         else:
             depth = max(0, depth - 1)
     return False
+
+
+# -- the runs' evaluation reports ----------------------------------------------------------
+REPORT_TYPES = {".html": "text/html; charset=utf-8", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+                ".png": "image/png", ".json": "application/json"}  # fmt: skip
+REPORT_HEADERS = {
+    # The report is the pipeline's own HTML, but its texts come from data (labels, file names):
+    # nothing in it may run or reach out, whatever it holds.
+    "Content-Security-Policy": "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+_REPORT_PATH = re.compile(r"^/reports/(?P<dataset>[A-Za-z0-9_.-]{1,64})/(?P<run>[A-Za-z0-9_.-]{1,80})/(?P<file>(?:[A-Za-z0-9_-][A-Za-z0-9_.-]*/){0,2}[A-Za-z0-9_-][A-Za-z0-9_.-]*)?$")
+
+
+class ReportSource(Protocol):
+    def read(self, key: str) -> bytes:
+        """The object's bytes; LookupError when it does not exist or cannot be read."""
+        ...
+
+
+class S3Reports:
+    """Reads reports from the artifacts bucket with the caller's credentials."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self._s3, self.bucket = s3, bucket
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "AccessDenied", "NoSuchBucket", "404", "403"):
+                raise LookupError(f"s3://{self.bucket}/{key}: {code}") from None
+            raise
+
+
+def report_key(path: str) -> str | None:
+    """The artifacts key that ``/reports/<dataset>/<run-id>/<file>`` names, or None for a path
+    that is not one (no ``..``, no other folder than the run's report)."""
+    from fashion_pipeline.layout import REPORT_PAGE, RUNS_PREFIX, run_report_prefix
+
+    found = _REPORT_PATH.match(path)
+    if not found or ".." in path:
+        return None
+    name = found.group("file") or REPORT_PAGE
+    if not any(name.endswith(suffix) for suffix in REPORT_TYPES):
+        return None
+    return run_report_prefix(f"{RUNS_PREFIX}{found.group('dataset')}/{found.group('run')}/") + name
 
 
 def _is_json(content_type: str) -> bool:
@@ -282,10 +339,12 @@ class UiServer(http.server.ThreadingHTTPServer):
         request_timeout: float = REQUEST_TIMEOUT,
         max_body_bytes: int = MAX_BODY_BYTES,
         max_json_depth: int = MAX_JSON_DEPTH,
+        reports: ReportSource | None = None,
     ) -> None:
         if workers < 1 or max_queued < 0 or request_timeout <= 0 or max_body_bytes < 0:
             raise ValueError("workers >= 1, max_queued >= 0, request_timeout > 0 and max_body_bytes >= 0 are required")
         self.backend = backend
+        self.reports = reports
         self.log = log
         self.page = page()
         self.thread: threading.Thread | None = None
@@ -415,8 +474,8 @@ def serve(backend: Backend, host: str = "127.0.0.1", port: int = 8000, *, log: C
 
     Returns the running server: ``.url`` is its address, ``.shutdown()`` stops it. Only a
     loopback host is accepted. ``limits`` are ``UiServer``'s keyword parameters (``workers``,
-    ``max_queued``, ``request_timeout``, ``max_body_bytes``, ``max_json_depth``). A port in
-    use raises ``PortInUse`` (an ``OSError``) naming it.
+    ``max_queued``, ``request_timeout``, ``max_body_bytes``, ``max_json_depth``, ``reports``).
+    A port in use raises ``PortInUse`` (an ``OSError``) naming it.
     """
     if host not in LOOPBACK_HOSTS:
         raise ValueError(f"the UI server binds to the loopback interface only, not {host!r}")
@@ -495,12 +554,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     @_guarded
     def do_GET(self) -> None:
-        if urlsplit(self.path).path in ("/", "/index.html"):
+        path = urlsplit(self.path).path
+        if path in ("/", "/index.html"):
             if self._refused():
                 return
             self._send(200, PAGE_HEADERS, self.server.page)
+        elif path.startswith("/reports/"):
+            if not self._refused():
+                self._report(path)
         else:
             self._forward()
+
+    def _report(self, path: str) -> None:
+        """A file of a run's evaluation report, from the report source; JSON errors otherwise."""
+        key = report_key(path)
+        if key is None:
+            self._error(404, "not_found", "no such report path: /reports/<dataset>/<run-id>/ and its files (index.html, compare.html, charts/, thumbs/)")
+            return
+        if self.server.reports is None:
+            self._error(404, "not_found", "this server has no access to the runs' reports (fashion-pipeline ui finds them through the stack's"
+                                          " ArtifactsBucketName output; fashion-pipeline report --dataset NAME --out DIR writes one)")
+            return
+        try:
+            body = self.server.reports.read(key)
+        except LookupError as exc:
+            self._error(404, "not_found", f"no report there: {exc} (the run may not have written one: see fashion-pipeline runs)")
+            return
+        suffix = key[key.rfind("."):].lower()
+        self._send(200, {"Content-Type": REPORT_TYPES[suffix], **REPORT_HEADERS}, body)
 
     @_guarded
     def do_HEAD(self) -> None:

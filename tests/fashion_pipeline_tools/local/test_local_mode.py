@@ -162,14 +162,16 @@ def test_resources_match_the_template(local, aws, synthesized):
     assert len(machines) == len([r for r in template.values() if r["Type"] == "AWS::StepFunctions::StateMachine"])
     assert local["state_machine_arn"] in machines
     queues = aws("sqs").list_queues()["QueueUrls"]
-    assert len([r for r in template.values() if r["Type"] == "AWS::SQS::Queue"]) == len(queues) - 1  # + the local request relay
+    relays = [q for q in queues if q.rsplit("/", 1)[-1].startswith("local-request-relay-")]  # one per request rule
+    rules = [r for r in template.values() if r["Type"] == "AWS::Events::Rule" and "EventPattern" in r["Properties"]]
+    assert len(relays) == len(rules) == 2
+    assert len([r for r in template.values() if r["Type"] == "AWS::SQS::Queue"]) == len(queues) - len(relays)
     tables = aws("dynamodb").list_tables()["TableNames"]
     assert len(tables) == len([r for r in template.values() if r["Type"] == "AWS::DynamoDB::GlobalTable"])
     roles = {r["RoleName"] for r in aws("iam").list_roles()["Roles"]}
     assert len(roles) == len([r for r in template.values() if r["Type"] == "AWS::IAM::Role"])
-    # The model pointer is not a stack resource: nothing is deployed until a run publishes it.
-    with pytest.raises(aws("ssm").exceptions.ParameterNotFound):
-        aws("ssm").get_parameter(Name="/fashion-pipeline/model")
+    # The model pointers are not stack resources: nothing is deployed until a run publishes one.
+    assert aws("ssm").get_parameters_by_path(Path=local["model_parameter_prefix"])["Parameters"] == []
 
 
 def test_full_round_trip_from_annotation_pixels_to_api_pixels(local, trained):

@@ -92,11 +92,15 @@ class FakeHandler:
     events: list[dict[str, Any]] = field(default_factory=list)
     contexts: list[Any] = field(default_factory=list)
 
+    models: dict[str, Any] | None = None  # answers GET /models when set (an API of one dataset has none to pick)
+
     def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         self.events.append(event)
         self.contexts.append(context)
         if event["httpMethod"] == "GET" and event["path"] == "/model":
             return self.model
+        if event["httpMethod"] == "GET" and event["path"] == "/models" and self.models is not None:
+            return self.models
         if event["httpMethod"] == "POST" and event["path"] == "/detections":
             answer = self.detections
             return answer(event) if callable(answer) else answer

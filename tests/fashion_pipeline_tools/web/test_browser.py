@@ -214,6 +214,31 @@ def test_controls_are_labelled_and_keyboard_reachable(page):
     assert {"pick", "file", "slider"} <= reached
 
 
+def test_the_dataset_picker_chooses_whose_model_answers(browser, handler, server, sample):
+    entry = {"status": "RUNNING", "version": "v", "arn": "arn:v", "f1": 0.5, "inference_units": 1}
+    handler.models = proxy(200, {"default_dataset": "shoes", "models": [
+        {**entry, "dataset": "demo", "default": False, "run_id": "20261202T055357Z-fc3db064"},
+        {**entry, "dataset": "shoes", "default": True, "status": "STOPPED"}]})
+    page = browser.new_page()
+    page.goto(server.url)
+    expect(page.locator("#picker")).to_be_visible()
+    expect(page.locator("#dataset")).to_have_value("shoes")  # the API's default
+    expect(page.locator("#report")).to_be_hidden()  # shoes' model names no run
+    expect(page.locator("#dataset option")).to_have_text(["demo · running", "shoes · stopped"])
+    page.select_option("#dataset", "demo")
+    expect(page.locator("#report")).to_have_attribute("href", "./reports/demo/20261202T055357Z-fc3db064/")
+    upload(page, sample.path)
+    queries = [(e["path"], (e.get("queryStringParameters") or {}).get("dataset")) for e in handler.events if e["path"] != "/models"]
+    assert ("/model", "shoes") in queries and ("/model", "demo") in queries
+    assert [q for path, q in queries if path == "/detections"] == ["demo"]
+    page.close()
+
+
+def test_one_dataset_shows_no_picker(page, handler):
+    expect(page.locator("#picker")).to_be_hidden()
+    assert not [e for e in handler.events if e["path"] == "/model" and (e.get("queryStringParameters") or {}).get("dataset")]
+
+
 def test_screenshot(page, sample, tmp_path):
     page.fill("#slider", "0")
     upload(page, sample.path)

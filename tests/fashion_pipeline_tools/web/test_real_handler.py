@@ -43,8 +43,8 @@ class Rekognition:
 
 
 class SSM:
-    def get_parameter(self, Name):
-        return {"Parameter": {"Name": Name, "Value": json.dumps(POINTER)}}
+    def get_parameters_by_path(self, Path, **params):
+        return {"Parameters": [{"Name": f"{Path}/{POINTER.get('dataset') or 'demo'}", "Value": json.dumps(POINTER)}]}
 
 
 class DynamoDB:
@@ -58,10 +58,10 @@ class DynamoDB:
 @pytest.fixture
 def rekognition():
     fake = Rekognition()
-    settings = Settings(model_parameter="/fashion-pipeline/model", dataset_bucket="bucket", activity_table="activity", emulated=True)
+    settings = Settings(model_parameter_prefix="/fashion-pipeline/models", dataset_bucket="bucket", activity_table="activity", emulated=True)
     inference_runtime.reset(settings=settings, clients={"rekognition": fake, "ssm": SSM(), "dynamodb": DynamoDB()})
     yield fake
-    inference_runtime.reset(settings=Settings(model_parameter="", dataset_bucket="", activity_table=""), clients={})
+    inference_runtime.reset(settings=Settings(model_parameter_prefix="", dataset_bucket="", activity_table=""), clients={})
 
 
 def test_the_real_handler_behind_the_ui_server(rekognition):

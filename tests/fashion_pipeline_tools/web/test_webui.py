@@ -260,3 +260,46 @@ def test_a_busy_port_raises_port_in_use_naming_the_port():
         with pytest.raises(PortInUse, match=f":{port} is already in use"):
             ensure_port_free(port)
     ensure_port_free(port)  # free again
+
+
+# -- the runs' evaluation reports --------------------------------------------------------
+class Reports:
+    def __init__(self, objects):
+        self.objects, self.read_keys = objects, []
+
+    def read(self, key):
+        self.read_keys.append(key)
+        if key not in self.objects:
+            raise LookupError(f"s3://artifacts/{key}: NoSuchKey")
+        return self.objects[key]
+
+
+RUN = "runs/demo/20261202T055357Z-fc3db064/evaluation/"
+
+
+def test_a_runs_report_and_its_files_are_served_from_the_report_source(handler):
+    reports = Reports({RUN + "index.html": b"<html>report</html>", RUN + "charts/f1.svg": b"<svg/>", RUN + "thumbs/a.jpg": b"\xff\xd8jpg"})
+    server = serve(LambdaBackend(handler), port=0, reports=reports)
+    try:
+        base = server.url + "reports/demo/20261202T055357Z-fc3db064/"
+        status, headers, body = fetch(base)
+        assert (status, body) == (200, b"<html>report</html>") and headers["Content-Type"] == "text/html; charset=utf-8"
+        assert "default-src 'none'" in headers["Content-Security-Policy"] and "script" not in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert fetch(base + "charts/f1.svg")[1]["Content-Type"] == "image/svg+xml"
+        assert fetch(base + "thumbs/a.jpg")[1]["Content-Type"] == "image/jpeg"
+        status, headers, body = fetch(base + "compare.html")  # not written: a JSON 404 naming the object
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found" and "NoSuchKey" in body.decode()
+        for path in ("reports/demo/../x/index.html", "reports/demo/run/../../secret.html", "reports/de%20mo/r/", "reports/demo/r/run.py",
+                     "reports/demo/r/a/b/c/d.html", "reports/demo/"):
+            status, _, body = fetch(server.url + path)
+            assert status == 404 and json.loads(body)["error"]["code"] == "not_found", path
+        assert all(key.startswith("runs/demo/20261202T055357Z-fc3db064/evaluation/") for key in reports.read_keys)
+        assert not [e for e in handler.events if e["path"].startswith("/reports")]  # never forwarded to the API
+    finally:
+        server.shutdown()
+
+
+def test_without_a_report_source_the_links_answer_why(server):
+    status, _, body = fetch(server.url + "reports/demo/20261202T055357Z-fc3db064/")
+    assert status == 404 and "ArtifactsBucketName" in json.loads(body)["error"]["message"]

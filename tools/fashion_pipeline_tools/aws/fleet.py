@@ -6,7 +6,7 @@ every model version of the pipeline, read from the services that hold them.
   evaluation.json: F1 and why it ended). A run's id ends with its execution's name
   (``training.run_suffix``), so a folder is found while the run is still going.
 - A model is a version of a ``fashion-pipeline-<dataset>`` project (DescribeProjects,
-  DescribeProjectVersions); the model pointer says which one the API serves.
+  DescribeProjectVersions); the dataset's model pointer says which one the API serves.
 """
 
 from __future__ import annotations
@@ -116,27 +116,38 @@ def list_runs(sfn: Any, s3: Any, *, state_machine_arn: str, artifacts_bucket: st
             "f1": outcome.get("f1") if outcome.get("f1") is not None else ((evaluation or {}).get("overall") or {}).get("f1"),
             "model_version": outcome.get("project_version"), "reason": reason,
             "run_prefix": prefix,
+            # The key of the run's evaluation report (runs/<dataset>/<run-id>/evaluation/index.html), once written.
+            "report": outcome.get("report"),
         })  # fmt: skip
     return runs
 
 
-def live_models(ssm: Any, pointer_name: str) -> dict[str, str]:
-    """dataset -> the model version ARN the API serves for it, from the model pointer."""
+def read_pointers(ssm: Any, prefix: str) -> lifecycle.Pointers:
+    """Every dataset's model pointer, the parameters one level under ``prefix``."""
+    parameters: list[dict[str, Any]] = []
+    for page in ssm.get_paginator("get_parameters_by_path").paginate(Path=prefix.rstrip("/"), Recursive=False):
+        parameters += page.get("Parameters", [])
+    return lifecycle.parse_pointers(prefix, parameters)
+
+
+def read_pointer(ssm: Any, prefix: str, dataset: str) -> lifecycle.ModelPointer | None:
+    """``dataset``'s model pointer, or None when it has no live model."""
     from botocore.exceptions import ClientError
 
+    from fashion_pipeline.layout import model_pointer_name
+
     try:
-        text = ssm.get_parameter(Name=pointer_name)["Parameter"]["Value"]
+        text = ssm.get_parameter(Name=model_pointer_name(prefix, dataset))["Parameter"]["Value"]
     except ClientError as exc:
         if _missing(exc):
-            return {}
+            return None
         raise
-    try:
-        pointer = lifecycle.parse_pointer(text)
-    except lifecycle.PointerError:
-        return {}
-    if pointer is None:
-        return {}
-    return {pointer.dataset or pointer.project_arn: pointer.project_version_arn}
+    return lifecycle.parse_pointer(text)
+
+
+def live_models(ssm: Any, prefix: str) -> dict[str, str]:
+    """dataset -> the model version ARN the API serves for it, from the datasets' pointers."""
+    return {dataset: pointer.project_version_arn for dataset, pointer in read_pointers(ssm, prefix).live.items()}
 
 
 def list_models(rekognition: Any, *, live: dict[str, str], dataset: str | None = None) -> list[dict[str, Any]]:
@@ -195,7 +206,9 @@ def runs_table(runs: list[dict[str, Any]]) -> str:
     text = table(rows, [("dataset", "DATASET"), ("run_id", "RUN"), ("status", "STATUS"), ("started", "STARTED"),
                         ("took", "TOOK"), ("images", "TRAIN/TEST"), ("labels", "LABELS"), ("f1", "F1")])  # fmt: skip
     reasons = [f"  {run['run_id'] or run['execution']}: {run['reason']}" for run in runs if run["reason"]]
-    return text + ("\n\nwhy each ended:\n" + "\n".join(reasons) if reasons else "")
+    reports = [f"  {run['run_id']}: {run['report']}" for run in runs if run.get("report")]
+    return (text + ("\n\nwhy each ended:\n" + "\n".join(reasons) if reasons else "")
+            + ("\n\nevaluation reports (in the artifacts bucket):\n" + "\n".join(reports) if reports else ""))
 
 
 def models_table(models: list[dict[str, Any]]) -> str:
@@ -211,9 +224,8 @@ class VersionNotFound(LookupError):
     """No such model version of the dataset's project."""
 
 
-def describe_version(rekognition: Any, dataset: str, version: str | None) -> dict[str, Any]:
-    """The DescribeProjectVersions description of ``version`` of ``dataset``'s project, or of
-    its newest version that was evaluated (TRAINING_COMPLETED and after) when none is given."""
+def find_project(rekognition: Any, dataset: str) -> str:
+    """The ARN of ``dataset``'s Custom Labels project; VersionNotFound when it has none."""
     from botocore.exceptions import ClientError
 
     from fashion_pipeline.layout import project_name
@@ -227,7 +239,13 @@ def describe_version(rekognition: Any, dataset: str, version: str | None) -> dic
             raise
     if not projects:
         raise VersionNotFound(f"dataset {dataset!r} has no project {project_name(dataset)!r}: train it first")
-    arn = projects[0]["ProjectArn"]
+    return str(projects[0]["ProjectArn"])
+
+
+def describe_version(rekognition: Any, dataset: str, version: str | None) -> dict[str, Any]:
+    """The DescribeProjectVersions description of ``version`` of ``dataset``'s project, or of
+    its newest version that was evaluated (TRAINING_COMPLETED and after) when none is given."""
+    arn = find_project(rekognition, dataset)
     if version is not None:
         found = rekognition.describe_project_versions(ProjectArn=arn, VersionNames=[version])["ProjectVersionDescriptions"]
         if not found:

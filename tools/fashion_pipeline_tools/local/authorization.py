@@ -165,6 +165,8 @@ _RULES: dict[tuple[str, str], Callable[[Call], list[Check]]] = {
     **{("dynamodb", op): _simple(_table) for op in (
         "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "DescribeTable", "ConditionCheckItem")},
     **{("ssm", op): _simple(_parameter) for op in ("GetParameter", "PutParameter", "DeleteParameter", "GetParameterHistory")},
+    # Authorized on the path itself, which grants every level under it (sysman-paramstore-access.html).
+    ("ssm", "GetParametersByPath"): _simple(lambda call: _arn(call, "ssm", "parameter/" + _first(call, "Path").strip("/"))),
     **{("states", op): _simple(_state_machine) for op in ("StartExecution", "DescribeStateMachine", "ListExecutions", "StartSyncExecution")},
     **{("states", op): _simple(_execution) for op in ("DescribeExecution", "GetExecutionHistory", "StopExecution")},
     ("lambda", "Invoke"): _simple(_function),

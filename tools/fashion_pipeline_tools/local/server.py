@@ -3,7 +3,7 @@
 moto's server holds the resources of the synthesized stack (buckets, queues, tables, roles
 with their policies, the state machine with its synthesized definition, the topic); this
 module adds the plumbing AWS would provide — S3 notifications into the queue and a poller
-that invokes the converter with real SQS batch events, the training-request rule, Lambda
+that invokes the converter with real SQS batch events, the request rules (training runs, batch jobs), Lambda
 tasks dispatched to the project's handlers — plus the Custom Labels emulator and the
 inference API on a local port. Everything a user does against AWS works against it with
 ``AWS_ENDPOINT_URL`` pointing here.
@@ -16,7 +16,7 @@ else nowhere (``FunctionOutput``). All state is moto's, in this process's memory
 
 IAM is enforced as on AWS: each function runs as its own role, the state machine's tasks as
 the machine's role, the queue poller as the converter's role (Lambda polls SQS with the
-function's permissions) and the training-request rule starts runs as its target's role. The
+function's permissions) and each request rule starts executions as its target's role. The
 user is an administrator whose keys are ``local``/``local``.
 
 The queues are the template's (``provision.queue_attributes``): a message the converter fails
@@ -57,7 +57,7 @@ from .template import ACCOUNT, Template
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # Emulated training takes seconds; the bounds keep every loop within the history budget.
 LOCAL_TRAINING = {"poll_seconds": 1, "start_poll_seconds": 1, "training_timeout_hours": 0.1, "wait_timeout_minutes": 2}
-REQUESTS_QUEUE = "local-training-requests"
+REQUESTS_QUEUE = "local-request-relay"  # a prefix: one relay queue per request rule (training, batch)
 OPERATOR_KEYS = ("local", "local")  # what the README tells the user to export
 VISIBILITY_SCALE_VARIABLE = "FASHION_PIPELINE_LOCAL_VISIBILITY_SCALE"
 
@@ -111,6 +111,7 @@ class LocalPipeline:
             "dataset_bucket": self.outputs["DatasetBucketName"],
             "artifacts_bucket": self.outputs["ArtifactsBucketName"],
             "state_machine_arn": self.outputs["StateMachineArn"],
+            "model_parameter_prefix": self.outputs["ModelParameterPrefix"],
         }
 
     def client_as(self, role_arn: str, service_principal: str, session_name: str, service: str) -> Any:
@@ -168,14 +169,20 @@ def start(*, port: int = 4566, api_port: int = 8000, region: str = "us-east-1", 
 
     api = _serve_api(pipeline, api_port)
     outputs = _publish_outputs(session, resolver, api.url)
+    # The page's links to the runs' reports are read as the local user, an administrator, as
+    # `fashion-pipeline ui` reads them with its user's credentials.
+    from ..webui import S3Reports
+
+    api.reports = S3Reports(session.client("s3"), outputs["ArtifactsBucketName"])
     local = LocalPipeline(endpoint, api.url, pipeline, session, outputs, visibility_scale, output)
     local._stops += [server.stop, api.shutdown, pipeline.runtime.close]
-    relay, starter = _training_request_rule(session, resolver)
+    relays = _request_rules(session, resolver)
     authorization.enable()  # everything is in place, as after a deployment: IAM applies from now on
     local._stops.append(authorization.disable)
     for mapping in resolver.of_type("AWS::Lambda::EventSourceMapping"):
         _thread(local, _poll_queue, resolver.properties(mapping))
-    _thread(local, _forward_training_requests, relay, starter)
+    for relay in relays:
+        _thread(local, _forward_requests, *relay)
     for function, seconds in _schedules(resolver):
         _thread(local, _run_on_schedule, function, seconds)
     return local
@@ -484,31 +491,35 @@ def _announce_dead_letters(local: LocalPipeline, queue: QueueSettings, doomed: d
         print(doomed.pop(message_id), file=sys.stderr, flush=True)
 
 
-def _training_request_rule(session: Any, resolver: Template) -> tuple[str, str]:
-    """The template's training-request rule, evaluated by the emulated EventBridge; its
-    target (the state machine) is reached through a local queue this process forwards.
-    Returns the relay queue's URL and the role the target starts executions as."""
+def _request_rules(session: Any, resolver: Template) -> list[tuple[str, str, str]]:
+    """The template's request rules (the training request's, the batch job's), evaluated by the
+    emulated EventBridge; each one's target (a state machine) is reached through a local queue
+    this process forwards. Returns, per rule, the relay queue's URL, the role the target starts
+    executions as and the state machine's ARN."""
     events = session.client("events")
     sqs = session.client("sqs")
-    queue_url = sqs.create_queue(QueueName=REQUESTS_QUEUE)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    [(lid, props)] = [(lid, resolver.properties(lid)) for lid in resolver.of_type("AWS::Events::Rule") if "EventPattern" in resolver.properties(lid)]
-    events.put_rule(Name=resolver.name(lid), EventPattern=json.dumps(props["EventPattern"]), State="ENABLED")
-    events.put_targets(Rule=resolver.name(lid), Targets=[{"Id": "state-machine", "Arn": queue_arn}])
-    [target] = props["Targets"]
-    return queue_url, target["RoleArn"]
+    relays = []
+    rules = [(lid, resolver.properties(lid)) for lid in resolver.of_type("AWS::Events::Rule") if "EventPattern" in resolver.properties(lid)]
+    for index, (lid, props) in enumerate(sorted(rules)):
+        queue_url = sqs.create_queue(QueueName=f"{REQUESTS_QUEUE}-{index}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=resolver.name(lid), EventPattern=json.dumps(props["EventPattern"]), State="ENABLED")
+        events.put_targets(Rule=resolver.name(lid), Targets=[{"Id": "state-machine", "Arn": queue_arn}])
+        [target] = props["Targets"]
+        relays.append((queue_url, target["RoleArn"], resolver.resolve(target["Arn"])))
+    return relays
 
 
-def _forward_training_requests(local: LocalPipeline, queue_url: str, role_arn: str) -> None:
+def _forward_requests(local: LocalPipeline, queue_url: str, role_arn: str, machine_arn: str) -> None:
     sqs = local.session.client("sqs")  # the relay queue is this process's own plumbing
     # EventBridge starts the execution with the target's role.
     sfn = local.client_as(role_arn, "events.amazonaws.com", "events", "stepfunctions")
     while not local._stop.is_set():
         try:
             for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
-                sfn.start_execution(stateMachineArn=local.outputs["StateMachineArn"], name=f"request-{uuid.uuid4().hex[:12]}", input=message["Body"])
+                sfn.start_execution(stateMachineArn=machine_arn, name=f"request-{uuid.uuid4().hex[:12]}", input=message["Body"])
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         except Exception as exc:  # noqa: BLE001
             if not local._stop.is_set():
-                print(f"local mode: training-request forwarder error: {exc}", file=sys.stderr)
+                print(f"local mode: request forwarder error ({machine_arn.rsplit(':', 1)[-1]}): {exc}", file=sys.stderr)
                 time.sleep(1)

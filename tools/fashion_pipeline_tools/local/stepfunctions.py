@@ -20,6 +20,12 @@
   ``MaxInputBytesPerBatch`` bytes each ("ItemBatcher (Map)",
   https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itembatcher.html).
   Definitions stored and described keep their ItemBatcher; only moto's parser sees the move.
+* A Distributed Map fails when more of its child executions fail than it tolerates
+  (``ToleratedFailureCount``/``ToleratedFailurePercentage``, 0 by default), with
+  ``States.ExceedToleratedFailureThreshold`` ("Distributed Map failure threshold",
+  https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html#maprun-fail-threshold);
+  moto counts a failed child and goes on, the Map then succeeding with a ``null`` in its results.
+  Here a failure past the threshold fails the Map, so its Catch runs as on AWS.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ def install() -> None:
     _replace_everywhere("extract_json", original, extract_json)
     _sign_tasks_with_the_execution_role()
     _batch_and_list_every_page()
+    _fail_maps_past_their_tolerated_failures()
     # The interpreter logs an ERROR for every IsPresent test of an absent path, which is a
     # normal outcome of a Choice state, not a failure.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
@@ -106,6 +113,34 @@ def _batch_and_list_every_page() -> None:
         env.stack.append(items if batcher is None else batches(items, batcher))
 
     ResourceEvalS3._handle_list_objects_v2 = staticmethod(list_objects_v2)  # type: ignore[method-assign]
+
+
+def _fail_maps_past_their_tolerated_failures() -> None:
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
+    from moto.stepfunctions.parser.asl.component.state.exec.state_map.iteration.distributed_iteration_component import (
+        DistributedIterationComponent,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = DistributedIterationComponent._map_run
+
+    def map_run(self: Any, env: Any, eval_input: Any) -> None:
+        original(self, env, eval_input)
+        record = eval_input.map_run_record
+        failed, total = record.item_counter.failed.get(), record.item_counter.total.get()
+        count, percentage = record.tolerated_failure_count or 0, record.tolerated_failure_percentage or 0
+        if failed and (failed > count or 100 * failed / max(total, 1) > percentage):
+            env.stack.pop()  # the results moto collected: the Map has none
+            kind = StatesErrorNameType.StatesExceedToleratedFailureThreshold
+            cause = f"{failed} of {total} child executions of the Map Run failed, more than the tolerated failure threshold"
+            raise FailureEventException(FailureEvent(
+                env=env, error_name=StatesErrorName(typ=kind), event_type=HistoryEventType.ExecutionFailed,
+                event_details=EventDetails(executionFailedEventDetails=ExecutionFailedEventDetails(error=kind.to_name(), cause=cause))))
+
+    DistributedIterationComponent._map_run = map_run  # type: ignore[method-assign]
 
 
 def _move_batchers(definition: str) -> str:

@@ -1,0 +1,1 @@
+"""The batch detection job's functions (``infrastructure/batch.py``): prepare, detect, merge, finish."""
