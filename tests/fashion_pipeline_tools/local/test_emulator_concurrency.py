@@ -64,7 +64,8 @@ def test_describing_the_model_does_not_wait_for_a_detection_decoding_an_image(em
             detecting.join()
             if described < 0.3 * alone:
                 break
-        assert alone > 0.2, f"the image decodes in {alone:.2f} s: too quick to tell a wait from none"
+        # Describe takes a few ms unlocked; 0.1 s of decoding still tells a wait (>= 0.3 x) from none.
+        assert alone > 0.1, f"the image decodes in {alone:.2f} s: too quick to tell a wait from none"
         assert described < 0.3 * alone, f"DescribeProjectVersions took {described:.2f} s beside a {alone:.2f} s DetectCustomLabels"
     finally:
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))
