@@ -18,7 +18,6 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge
@@ -40,6 +39,7 @@ class InferenceApi(Construct):
         *,
         config: PipelineConfig,
         dependencies: lambda_.ILayerVersion,
+        imaging: lambda_.ILayerVersion,
         dataset_bucket_name: str,
     ) -> None:
         super().__init__(scope, id)
@@ -52,8 +52,6 @@ class InferenceApi(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True),
             removal_policy=removal,
         )
-        imaging = dependencies_layer(self, "ImagingDependencies", "lambdas/inference/requirements.txt",
-                                     description="Pillow, for the rendered (outlined) answers of the inference API")
         self.inference = ProjectFunction(
             self, "Inference", config=config, package="inference", handler="inference.handler.handler",
             description="Detects and outlines garments with the deployed Custom Labels model",

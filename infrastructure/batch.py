@@ -36,16 +36,13 @@ from constructs import Construct
 
 from fashion_pipeline.batch import BATCH_SIZE
 from fashion_pipeline.layout import BATCH_PREFIX, BATCH_REQUEST_SUFFIX, IMAGES_PREFIX
-from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge, acknowledge_distributed_map, object_wildcard
 from infrastructure.training import _PROJECTS_FINDING, _PROJECTS_REASON, acknowledge_pointers, pointer_arns, project_arns
-from infrastructure.training_flow import MAX_BATCH_INPUT_BYTES, TRANSIENT_LAMBDA_ERRORS, TRANSIENT_REKOGNITION_ERRORS
+from infrastructure.training_flow import MAX_BATCH_INPUT_BYTES, POLL_RETRY, RETRY, TRANSIENT_LAMBDA_ERRORS, TRANSIENT_REKOGNITION_ERRORS
 
 MAP_LABEL = "DetectImages"
-_RETRY = {"interval": Duration.seconds(1), "backoff_rate": 2.0, "max_attempts": 6, "jitter_strategy": sfn.JitterType.FULL}
-_POLL_RETRY = {"interval": Duration.seconds(2), "backoff_rate": 2.0, "max_attempts": 2, "jitter_strategy": sfn.JitterType.FULL}
 MODEL = "$.job.model"
 DESCRIBED_STATUS = "$.described.ProjectVersionDescriptions[0].Status"
 
@@ -60,6 +57,7 @@ class BatchDetection(Construct):
         dataset_bucket: s3.IBucket,
         artifacts_bucket: s3.IBucket,
         dependencies: lambda_.ILayerVersion,
+        imaging: lambda_.ILayerVersion,
         activity_table: dynamodb.ITableV2,
     ) -> None:
         super().__init__(scope, id)
@@ -70,8 +68,6 @@ class BatchDetection(Construct):
             "MODEL_PARAMETER_PREFIX": config.model_parameter_prefix,
             "ACTIVITY_TABLE": activity_table.table_name,
         }
-        imaging = dependencies_layer(self, "ImagingDependencies", "lambdas/batch/requirements.txt",
-                                     description="Pillow, for the outlined images of a batch detection job")
 
         def function(name: str, handler: str, description: str, **kwargs) -> ProjectFunction:
             return ProjectFunction(self, name, config=config, package="batch", handler=f"batch.handler.{handler}",
@@ -105,10 +101,10 @@ class BatchDetection(Construct):
             self, id, lambda_function=function.function, payload=sfn.TaskInput.from_object(payload) if payload is not None else None,
             payload_response_only=True, result_path=result_path, retry_on_service_exceptions=False,
         )
-        task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
+        task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **RETRY)
         return task
 
-    def _rekognition(self, id: str, action: str, parameters: dict, result_path: str | None, retry: dict = _RETRY) -> tasks.CallAwsService:
+    def _rekognition(self, id: str, action: str, parameters: dict, result_path: str | None, retry: dict = RETRY) -> tasks.CallAwsService:
         task = tasks.CallAwsService(
             self, id, service="rekognition", action=action, parameters=parameters, iam_resources=project_arns(),
             iam_action=f"rekognition:{action[0].upper()}{action[1:]}",
@@ -163,7 +159,7 @@ class BatchDetection(Construct):
         wait = sfn.Wait(self, "Wait for model", time=sfn.WaitTime.seconds_path("$.job.poll_seconds"))
         describe = self._rekognition("Describe model", "describeProjectVersions",
                                      {"ProjectArn.$": f"{MODEL}.project_arn", "VersionNames.$": f"States.Array({MODEL}.version_name)"},
-                                     "$.described", retry=_POLL_RETRY)
+                                     "$.described", retry=POLL_RETRY)
         count = sfn.Pass(self, "Count model poll", parameters={"count.$": "States.MathAdd($.poll.count, 1)", "limit.$": "$.poll.limit"},
                          result_path="$.poll")
         # A transient error that outlasts the describe's retries counts as a poll without news.
@@ -197,7 +193,7 @@ class BatchDetection(Construct):
         )
         child = tasks.LambdaInvoke(self, "Detect batch", lambda_function=self.detect.function, payload_response_only=True,
                                    retry_on_service_exceptions=False)
-        child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
+        child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **RETRY)
         images.item_processor(child)
         return images
 

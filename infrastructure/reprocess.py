@@ -28,12 +28,11 @@ from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge, acknowledge_distributed_map
 from infrastructure.storage import ANNOTATIONS_PREFIX
-from infrastructure.training_flow import MAX_BATCH_INPUT_BYTES, TRANSIENT_LAMBDA_ERRORS
+from infrastructure.training_flow import MAX_BATCH_INPUT_BYTES, RETRY, TRANSIENT_LAMBDA_ERRORS
 
 BATCH_SIZE = 500  # objects per child: 50 SendMessageBatch calls
 MAX_CONCURRENCY = 10  # children at once: ~10 x 50 calls in flight, far below SQS's limits
 MAP_LABEL = "ReprocessObjects"
-_RETRY = {"interval": Duration.seconds(1), "backoff_rate": 2.0, "max_attempts": 6, "jitter_strategy": sfn.JitterType.FULL}
 
 
 class ReprocessWorkflow(Construct):
@@ -69,7 +68,7 @@ class ReprocessWorkflow(Construct):
         )
         child = tasks.LambdaInvoke(self, "Send batch", lambda_function=self.function, payload_response_only=True,
                                    retry_on_service_exceptions=False)
-        child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
+        child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **RETRY)
         objects.item_processor(child)
         count = self._invoke("Count", {"total": {"dataset.$": "$.dataset", "batches.$": "$.batches"}})
 
@@ -88,7 +87,7 @@ class ReprocessWorkflow(Construct):
     def _invoke(self, id: str, payload: dict, **kwargs) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(self, id, lambda_function=self.function, payload=sfn.TaskInput.from_object(payload),
                                   payload_response_only=True, retry_on_service_exceptions=False, **kwargs)
-        task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
+        task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **RETRY)
         return task
 
     def _acknowledge(self) -> None:

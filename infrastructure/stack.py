@@ -49,6 +49,10 @@ class FashionPipelineStack(Stack):
         self.storage = Storage(self, "Storage", config=config)
         # One layer with the third-party packages, shared by every function.
         self.python_dependencies = dependencies_layer(self, "PythonDependencies")
+        # Pillow, for the functions that draw the garments (fashion_pipeline.render): the
+        # inference API's outlined answers and batch jobs' rendered images.
+        self.imaging_dependencies = dependencies_layer(self, "ImagingDependencies", "lambdas/inference/requirements.txt",
+                                                       description="Pillow, for the outlined images of the inference API and of batch jobs")
         self.ingestion = Ingestion(
             self,
             "Ingestion",
@@ -91,6 +95,7 @@ class FashionPipelineStack(Stack):
             "Api",
             config=config,
             dependencies=self.python_dependencies,
+            imaging=self.imaging_dependencies,
             dataset_bucket_name=self.storage.dataset_bucket.bucket_name,
         )
         # Detections may name an image already in the dataset bucket.
@@ -102,7 +107,7 @@ class FashionPipelineStack(Stack):
         # Batch detection over a prefix of images/ (it grants itself what it touches of these).
         self.batch = BatchDetection(self, "Batch", config=config, dataset_bucket=self.storage.dataset_bucket,
                                     artifacts_bucket=self.storage.artifacts_bucket, dependencies=self.python_dependencies,
-                                    activity_table=self.api.activity_table)
+                                    imaging=self.imaging_dependencies, activity_table=self.api.activity_table)
 
         CfnOutput(self, "DatasetBucketName", value=self.storage.dataset_bucket.bucket_name)
         CfnOutput(self, "ArtifactsBucketName", value=self.storage.artifacts_bucket.bucket_name)

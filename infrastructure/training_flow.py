@@ -66,9 +66,10 @@ TRANSIENT_LAMBDA_ERRORS = [
 ]
 TRANSIENT_SSM_ERRORS = ["Ssm.InternalServerErrorException", "Ssm.TooManyUpdatesException"]
 
-_RETRY = {"interval": Duration.seconds(1), "backoff_rate": 2.0, "max_attempts": 6, "jitter_strategy": sfn.JitterType.FULL}
+# Every state machine of the stack retries with these (training, reprocess, batch detection).
+RETRY = {"interval": Duration.seconds(1), "backoff_rate": 2.0, "max_attempts": 6, "jitter_strategy": sfn.JitterType.FULL}
 # Inside a polling loop a describe call retries a little, then counts as a poll without news.
-_POLL_RETRY = {"interval": Duration.seconds(2), "backoff_rate": 2.0, "max_attempts": 2, "jitter_strategy": sfn.JitterType.FULL}
+POLL_RETRY = {"interval": Duration.seconds(2), "backoff_rate": 2.0, "max_attempts": 2, "jitter_strategy": sfn.JitterType.FULL}
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class TrainingFlow:
             self.scope, id, lambda_function=function, payload=sfn.TaskInput.from_object(payload),
             payload_response_only=True, result_path=result_path, retry_on_service_exceptions=False,
         )
-        task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
+        task.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **RETRY)
         if catch:
             self._to_failure(task)
         return task
@@ -225,7 +226,7 @@ class TrainingFlow:
             additional_iam_statements=statements, result_path=result_path if result_path is not None else sfn.JsonPath.DISCARD,
         )
         transient = TRANSIENT_SSM_ERRORS if service == "ssm" else TRANSIENT_REKOGNITION_ERRORS
-        task.add_retry(errors=transient, **(retry or _RETRY))
+        task.add_retry(errors=transient, **(retry or RETRY))
         if catch:
             self._to_failure(task)
         return task
@@ -258,7 +259,7 @@ class TrainingFlow:
         timed_out = self._error(f"{name.capitalize()} timed out", "WaitTimedOut",
                                 cause_path=f"States.Format('{what} still not ready after {{}} polls', $.poll.count)")
         call = self._sdk(describe.id, describe.action, describe.parameters, result_path=describe.result_path,
-                         resources=describe.resources, retry=_POLL_RETRY, catch=False)
+                         resources=describe.resources, retry=POLL_RETRY, catch=False)
         call.add_catch(count, errors=TRANSIENT_REKOGNITION_ERRORS, result_path="$.poll_error")
         self._to_failure(call)
         start.next(wait).next(call).next(decide(count))
@@ -317,7 +318,7 @@ class TrainingFlow:
             self.scope, "Write shard", lambda_function=self.functions.shard,  # its input, the batch, is the payload
             payload_response_only=True, retry_on_service_exceptions=False, output_path=sfn.JsonPath.DISCARD,
         )
-        child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **_RETRY)
+        child.add_retry(errors=TRANSIENT_LAMBDA_ERRORS, **RETRY)
         reader.item_processor(child)
         self._to_failure(reader)  # a child that fails for good fails the Map, and the run
         return reader

@@ -14,16 +14,7 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from pydantic import BaseModel, Field, JsonValue
 
-
-class ListedObject(BaseModel):
-    """An item of the S3 ItemReader (``Etag``, ``Key``, ``LastModified``, ``Size``,
-    ``StorageClass``: "ItemReader (Map)", https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html)."""
-
-    Key: str
-    Size: int = 0
-    Etag: str = ""
-    LastModified: JsonValue = None
-    StorageClass: str | None = None
+from fashion_pipeline.item_reader import ListedObject
 
 
 class PrepareEvent(BaseModel):

@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from pydantic import BaseModel, Discriminator, Field, JsonValue, Tag
 
+from fashion_pipeline.item_reader import ListedObject
+
 
 class Run(BaseModel):
     """What ``prepare`` returns, at ``$.run`` for every later state."""
@@ -32,19 +34,6 @@ class Run(BaseModel):
     limits: dict[str, int]
     dataset_bucket: str
     artifacts_bucket: str
-
-
-class ListedObject(BaseModel):
-    """An item of a Distributed Map's S3 ItemReader (``s3:listObjectsV2``): ``Etag``, ``Key``,
-    ``LastModified``, ``Size``, ``StorageClass`` ("ItemReader (Map)",
-    https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html). Only
-    ``Key`` and ``Size`` are used; the rest is declared as optional, unread."""
-
-    Key: str
-    Size: int = 0
-    Etag: str = ""
-    LastModified: JsonValue = None
-    StorageClass: str | None = None
 
 
 # Training state machine ------------------------------------------------------------------

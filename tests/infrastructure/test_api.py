@@ -57,7 +57,8 @@ def test_api_key_mode_keeps_iam_on_the_admin_routes() -> None:
     stack = cdk.Stack(app, "ApiOnly")
     config = PipelineConfig(api_auth="apiKey", cors_origin="https://shop.example.com")
     deps = lambda_.LayerVersion.from_layer_version_arn(stack, "Deps", "arn:aws:lambda:us-east-1:123456789012:layer:deps:1")
-    InferenceApi(stack, "Api", config=config, dependencies=deps, dataset_bucket_name="dataset-bucket")
+    imaging = lambda_.LayerVersion.from_layer_version_arn(stack, "Imaging", "arn:aws:lambda:us-east-1:123456789012:layer:imaging:1")
+    InferenceApi(stack, "Api", config=config, dependencies=deps, imaging=imaging, dataset_bucket_name="dataset-bucket")
     template = Template.from_stack(stack).to_json()
     found = methods(template["Resources"])
     by_path = {}

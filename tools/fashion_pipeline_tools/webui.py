@@ -141,18 +141,12 @@ class S3Reports:
     """Reads reports from the artifacts bucket with the caller's credentials."""
 
     def __init__(self, s3: Any, bucket: str) -> None:
-        self._s3, self.bucket = s3, bucket
+        from .aws.fleet import s3_opener  # the objects `fashion-pipeline report` reads, read the same way
+
+        self._open, self.bucket = s3_opener(s3), bucket
 
     def read(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "AccessDenied", "NoSuchBucket", "404", "403"):
-                raise LookupError(f"s3://{self.bucket}/{key}: {code}") from None
-            raise
+        return self._open(self.bucket, key).read()
 
 
 def report_key(path: str) -> str | None:

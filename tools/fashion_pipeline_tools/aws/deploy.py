@@ -100,13 +100,12 @@ def _until_running(rekognition: Any, project_arn: str, version: str, *, interval
                    clock: Callable[[], float], sleep: Callable[[float], None], say: Callable[[str], None]) -> str:
     deadline = clock() + timeout
     while True:
-        found = rekognition.describe_project_versions(ProjectArn=project_arn, VersionNames=[version])["ProjectVersionDescriptions"]
-        status = str(found[0].get("Status") or "UNKNOWN") if found else lifecycle.NOT_FOUND
+        status, found = _described(rekognition, project_arn, version)
         if status == lifecycle.RUNNING:
             say(f"{version} is RUNNING")
             return status
         if status != lifecycle.STARTING:
-            message = (found[0].get("StatusMessage") if found else None) or "no message"
+            message = found.get("StatusMessage") or "no message"
             raise DeployFailed(f"{version} is {status}, not RUNNING ({message}); the pointer was not moved")
         if clock() >= deadline:
             raise DeployFailed(f"{version} is still STARTING after {timeout:g} s; the pointer was not moved "
@@ -114,13 +113,17 @@ def _until_running(rekognition: Any, project_arn: str, version: str, *, interval
         sleep(interval)
 
 
+def _described(rekognition: Any, project_arn: str, version: str) -> tuple[str, dict[str, Any]]:
+    """A version's status and description (NOT_FOUND and nothing when it is gone)."""
+    found = rekognition.describe_project_versions(ProjectArn=project_arn, VersionNames=[version]).get("ProjectVersionDescriptions") or []
+    return (str(found[0].get("Status") or "UNKNOWN"), found[0]) if found else (lifecycle.NOT_FOUND, {})
+
+
 def _stop_previous(rekognition: Any, previous: lifecycle.ModelPointer, *, keep: bool, say: Callable[[str], None]) -> bool:
     """Stop the version the pointer named before, if it still bills and is not to be kept."""
     from botocore.exceptions import ClientError
 
-    found = rekognition.describe_project_versions(ProjectArn=previous.project_arn, VersionNames=[previous.version_name])
-    descriptions = found.get("ProjectVersionDescriptions") or []
-    status = str(descriptions[0].get("Status") or "UNKNOWN") if descriptions else lifecycle.NOT_FOUND
+    status, _ = _described(rekognition, previous.project_arn, previous.version_name)
     if status not in lifecycle.BILLING:
         say(f"the previous model {previous.version_name} is {status}: nothing to stop")
         return False
