@@ -13,6 +13,7 @@ from fashion_pipeline import deepfashion2
 from fashion_pipeline.deepfashion2 import parse_file
 from fashion_pipeline.labels import MAX_LABEL_CHARS, LabelCatalogue
 from fashion_pipeline.manifest import ManifestAssembler, ManifestLines
+from fashion_pipeline.manifest.lines import check_attribute
 from fashion_pipeline.pipeline import convert_into
 from fashion_pipeline.records import MIN_BOX_SIDE, AnnotationError, Box, Record, clip_box
 from fashion_pipeline.sources import LocalImages, open_source
@@ -50,11 +51,14 @@ def reference_line(record, labelled, catalogue, attribute, job_name):
 TRICKY = ['s3://b/p/a"b\\c.jpg', "s3://b/ünï/名前 😀.png", "s3://b/\t\n\x00\x1f\x7f.jpg", "s3://b/\u2028\u2029/{x}.jpg", "s3://b/\ud800.jpg"]
 text = st.one_of(st.sampled_from(TRICKY), st.text())
 number = st.integers(min_value=0, max_value=10**12)
+attribute_text = st.from_regex(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}", fullmatch=True).filter(
+    lambda a: a != "source-ref" and not a.endswith("-metadata")
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    uri=text, created=text, attribute=text.filter(bool), job_name=text,
+    uri=text, created=text, attribute=st.one_of(st.sampled_from(["bounding-box", "a", "x--y"]), attribute_text), job_name=text,
     labels=st.lists(st.text(min_size=1, max_size=MAX_LABEL_CHARS).filter(str.strip), min_size=1, max_size=3, unique=True),
     size=st.tuples(number, number, number),
     boxes=st.lists(st.tuples(st.integers(0, 3), number, number, number, number), max_size=6),
@@ -67,6 +71,17 @@ def test_line_is_json_dumps_of_the_structure(uri, created, attribute, job_name, 
     labelled = [(names[i], Box("x", l, t, w, h)) for i, l, t, w, h in boxes]
     fast = ManifestLines(catalogue, attribute=attribute, job_name=job_name).line(record, labelled)
     assert fast == reference_line(record, labelled, catalogue, attribute, job_name)
+
+
+@pytest.mark.parametrize("attribute", ["source-ref", "bounding-box-metadata", "", "-box", "box-", "a b", "é", "a" * 128])
+def test_an_attribute_that_would_clash_or_that_ground_truth_refuses_is_refused(attribute):
+    with pytest.raises(ValueError, match="label attribute"):
+        ManifestLines(LabelCatalogue(mapping={"sling": "sling"}), attribute=attribute)
+
+
+@given(attribute=attribute_text)
+def test_every_ground_truth_attribute_that_clashes_with_nothing_is_taken(attribute):
+    assert check_attribute(attribute) == attribute
 
 
 def reference_clip(xyxy, width, height):

@@ -6,6 +6,7 @@ line itself) and keeps no state, so worker processes can run it.
 
 from __future__ import annotations
 
+import re
 from json.encoder import encode_basestring as quote  # how json.dumps(..., ensure_ascii=False) writes a str
 from typing import Any, Iterable, NamedTuple
 
@@ -19,6 +20,19 @@ from .quotas import MAX_BOXES_PER_IMAGE, MAX_LINE_CHARS
 DEFAULT_ATTRIBUTE = "bounding-box"
 DEFAULT_JOB_NAME = "fashion-pipeline"
 _UNKNOWN = object()  # a category the catalogue has never heard of (None: one it excludes)
+# A label attribute is a Ground Truth LabelAttributeName: botocore's sagemaker service model
+# gives its shape (1-127 characters, [a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}), and CreateLabelingJob's
+# reference adds that it "can't end with -metadata". "source-ref" is the image's own key.
+_ATTRIBUTE_SHAPE = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}")
+
+
+def check_attribute(attribute: str) -> str:
+    """``attribute`` when it can name a line's label attribute; ValueError saying why not."""
+    if not isinstance(attribute, str) or not _ATTRIBUTE_SHAPE.fullmatch(attribute):
+        raise ValueError(f"label attribute {attribute!r}: 1-127 letters, digits and inner hyphens")
+    if attribute == "source-ref" or attribute.endswith("-metadata"):
+        raise ValueError(f"label attribute {attribute!r}: is 'source-ref' or ends with '-metadata', keys a manifest line already has")
+    return attribute
 
 
 class Prepared(NamedTuple):
@@ -53,6 +67,7 @@ class ManifestLines:
         job_name: str = DEFAULT_JOB_NAME,
         seed: int = 0,
     ) -> None:
+        check_attribute(attribute)
         self.seed = seed
         # Per category: its class id, or None when the mapping excludes it.
         self._class_of = {category: catalogue.class_ids.get(catalogue.label_for(category)) for category in catalogue.categories}
