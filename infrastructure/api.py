@@ -22,7 +22,7 @@ from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge
 from fashion_pipeline.layout import PROJECT_PREFIX
-from infrastructure.training import pointer_path_arn, project_arns
+from infrastructure.run_time_arns import acknowledge_projects, pointer_path_arn, project_arns
 
 # API Gateway hands these request bodies to Lambda base64-encoded, and turns a base64
 # Lambda answer back into bytes when the client accepts one of them.
@@ -96,10 +96,8 @@ class InferenceApi(Construct):
             # Every dataset's pointer in one call (non-recursive): the path, read-only.
             function.role.add_to_principal_policy(iam.PolicyStatement(actions=["ssm:GetParametersByPath"], resources=[pointer_path_arn(pointer_prefix)]))
             function.role.add_to_principal_policy(iam.PolicyStatement(actions=actions, resources=project_arns()))
-            acknowledge(function.role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/{PROJECT_PREFIX}*]",
-                        "Model versions are created per training run, so their ARNs are known only at run time (the API "
-                        "serves the deployed one; the running ones are described and may be stopped); the grant covers "
-                        f"only this pipeline's '{PROJECT_PREFIX}' projects and the listed model actions.")
+            acknowledge_projects(function.role, "The API serves the deployed model versions; the running ones are described "
+                                                "and may be stopped, with the listed model actions only.")
             # Its own policy, so that its '*' is acknowledged here and not by the role's X-Ray one.
             listing = iam.Policy(function, "ListProjects", roles=[function.role], statements=[
                 iam.PolicyStatement(actions=["rekognition:DescribeProjects"], resources=["*"])])

@@ -10,10 +10,16 @@ request) starts the "BatchDetection" state machine through an EventBridge rule, 
     -> [start the model if it is stopped] -> poll until RUNNING (bounded: start_polls)
     -> Detect images: a Distributed Map over the prefix (S3 ItemReader), BATCH_SIZE images per
        child Lambda, MaxConcurrency from the model's inference units ($.job.concurrency)
-    -> stop the model if the job started it -> Merge results (results.jsonl, summary.json)
+    -> Release model (the job's lease; fashion_pipeline.batch_leases) -> stop the model if the
+       release says so -> Merge results (results.jsonl, summary.json)
 
-Every failure after Prepare, and a refused request, goes to one path: stop the model if the job
-started it and has not stopped it yet, then record the summary with the reason, then fail.
+Jobs share a model through leases: Prepare takes the job's, and of two jobs that find the model
+STOPPED one claims its start; the release drops it and says whether the job stops the model
+(the last job out stops a model a batch job started). Every failure after Prepare, and a
+refused request, goes to one path: release the model if the job holds a lease and has not
+released it, stop it if the release says so and the job has not stopped it yet, then record
+the summary with the reason, then fail. A release that fails for good falls back to the rule
+without leases: the job stops the model if it started it.
 A key one level deeper (``batch/a/b.json``) is no job: Prepare says so and the execution ends.
 
 The grants are made here, on exactly the resources the job touches: the functions receive the
@@ -35,12 +41,15 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from fashion_pipeline.batch import BATCH_SIZE
+from fashion_pipeline.batch_leases import LEASE_SECONDS, RELEASED_AT, RELEASED_BY
 from fashion_pipeline.layout import BATCH_PREFIX, BATCH_REQUEST_SUFFIX, IMAGES_PREFIX
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge, acknowledge_distributed_map, object_wildcard
-from infrastructure.training import _PROJECTS_FINDING, _PROJECTS_REASON, acknowledge_pointers, pointer_arns, project_arns
-from infrastructure.training_flow import MAX_BATCH_INPUT_BYTES, POLL_RETRY, RETRY, TRANSIENT_LAMBDA_ERRORS, TRANSIENT_REKOGNITION_ERRORS
+from infrastructure.run_time_arns import acknowledge_pointers, acknowledge_projects, pointer_arns, project_arns
+from infrastructure.training_flow import (
+    MAX_BATCH_INPUT_BYTES, POLL_RETRY, RETRY, TRANSIENT_DYNAMODB_ERRORS, TRANSIENT_LAMBDA_ERRORS, TRANSIENT_REKOGNITION_ERRORS,
+)
 
 MAP_LABEL = "DetectImages"
 MODEL = "$.job.model"
@@ -62,6 +71,7 @@ class BatchDetection(Construct):
     ) -> None:
         super().__init__(scope, id)
         self._config = config
+        self._activity_table = activity_table
         environment = {
             "DATASET_BUCKET": dataset_bucket.bucket_name,
             "ARTIFACTS_BUCKET": artifacts_bucket.bucket_name,
@@ -80,14 +90,16 @@ class BatchDetection(Construct):
         self.merge = function("MergeFunction", "merge", "Merges a batch detection job's parts into results.jsonl and summary.json",
                               memory_mb=1024, timeout=Duration.minutes(15), ephemeral_storage_mb=4096)
         self.finish = function("FinishFunction", "finish", "Records why a batch detection job was refused or failed")
+        self.release = function("ReleaseFunction", "release", "Releases a batch detection job's lease on its model and decides its stop")
         self._grant(dataset_bucket, artifacts_bucket, activity_table)
 
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention(config.log_retention_days), removal_policy=config.stateful_removal)
         self.state_machine = sfn.StateMachine(
             self, "StateMachine",
             definition_body=sfn.DefinitionBody.from_chainable(self._definition(dataset_bucket)),
-            # A backstop: the start is polled a bounded number of times; 2,000,000 images at 4/s take ~6 days.
-            timeout=Duration.days(7),
+            # A backstop: the start is polled a bounded number of times; 2,000,000 images at 4/s take
+            # ~6 days. A job's lease on its model lasts as long: no execution outlives it.
+            timeout=Duration.seconds(LEASE_SECONDS),
             tracing_enabled=True,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
             comment="fashion-pipeline: batch detection over a prefix of the dataset bucket's images/",
@@ -119,7 +131,8 @@ class BatchDetection(Construct):
 
     def _definition(self, dataset_bucket: s3.IBucket) -> sfn.IChainable:
         failed = self._failure_path()
-        prepare = self._lambda("Prepare job", self.prepare, {"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}, "$.job")
+        prepare = self._lambda("Prepare job", self.prepare, {"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id",
+                                                             "started.$": "$$.Execution.StartTime"}, "$.job")
         prepare.add_catch(failed, errors=["States.ALL"], result_path="$.error")
 
         merge = self._lambda("Merge results", self.merge, {"state.$": "$"}, "$.summary")
@@ -128,13 +141,15 @@ class BatchDetection(Construct):
         stop = self._rekognition("Stop model", "stopProjectVersion", {"ProjectVersionArn.$": f"{MODEL}.arn"}, None)
         # A stop that fails for good does not undo the results: the summary says so (the idle
         # auto-stop stops the model later), and the merge still runs.
-        stop.add_catch(merge, errors=["States.ALL"], result_path="$.stop_error")
-        stop.next(sfn.Pass(self, "Model stopped", parameters={"at.$": "$$.State.EnteredTime"}, result_path="$.stopped")).next(merge)
-        after_map = sfn.Choice(self, "Stop model?").when(sfn.Condition.boolean_equals("$.job.start", True), stop).otherwise(merge)
+        cleared = self._clear_release("Clear release", then=merge)
+        stop.add_catch(cleared, errors=["States.ALL"], result_path="$.stop_error")
+        stop.next(sfn.Pass(self, "Model stopped", parameters={"at.$": "$$.State.EnteredTime"}, result_path="$.stopped")).next(cleared)
+        stop_or_not = sfn.Choice(self, "Stop model?").when(sfn.Condition.boolean_equals("$.release.stop", True), stop).otherwise(merge)
+        release = self._release("Release model", "Release failed", then=stop_or_not)
 
         detect = self._detect_map(dataset_bucket)
         detect.add_catch(failed, errors=["States.ALL"], result_path="$.error")
-        detect.next(after_map)
+        detect.next(release)
 
         running = self._start_poll(then=detect, failed=failed)
         start = self._rekognition("Start model", "startProjectVersion",
@@ -151,6 +166,37 @@ class BatchDetection(Construct):
                   .otherwise(sfn.Succeed(self, "Not a job")))
         prepare.next(action)
         return prepare
+
+    def _release(self, id: str, fallback_id: str, *, then: sfn.IChainable) -> sfn.IChainable:
+        """Release model -> $.release {"stop", "reason", "others"}; a release that fails for good
+        (caught into $.release_error) decides by the rule without leases: stop if the job started it."""
+        release = self._lambda(id, self.release, {"job.$": "$.job"}, "$.release")
+        fallback = sfn.Pass(self, fallback_id, parameters={
+            "stop.$": "$.job.start", "reason": "the release failed: the job stops the model if it started it", "others": 0,
+        }, result_path="$.release")
+        release.add_catch(fallback, errors=["States.ALL"], result_path="$.release_error")
+        release.next(then)
+        fallback.next(then)
+        return release
+
+    def _clear_release(self, id: str, *, then: sfn.IChainable) -> sfn.IChainable:
+        """Once the stop is called (or failed), the model is no longer "about to be stopped":
+        remove the release marker that makes a joining job refuse (batch_leases.joining_refusal),
+        if it is still this job's. A failed write only lets the marker expire by itself."""
+        clear = tasks.CallAwsService(
+            self, id, service="dynamodb", action="updateItem", iam_action="dynamodb:UpdateItem", iam_resources=[self._activity_table.table_arn],
+            parameters={
+                "TableName": self._activity_table.table_name, "Key": {"model": {"S.$": f"{MODEL}.arn"}},
+                "UpdateExpression": "REMOVE #by, #at", "ConditionExpression": "#by = :me",
+                "ExpressionAttributeNames": {"#by": RELEASED_BY, "#at": RELEASED_AT},
+                "ExpressionAttributeValues": {":me": {"S.$": "$.job.execution"}},
+            },
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        clear.add_retry(errors=TRANSIENT_DYNAMODB_ERRORS, **RETRY)
+        clear.add_catch(then, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
+        clear.next(then)
+        return clear
 
     def _start_poll(self, *, then: sfn.IChainable, failed: sfn.IChainable) -> sfn.IChainable:
         """Wait -> describe -> RUNNING goes on, STARTING polls again (at most $.job.start_polls
@@ -198,7 +244,10 @@ class BatchDetection(Construct):
         return images
 
     def _failure_path(self) -> sfn.IChainable:
-        """Stop the model if the job started it and has not stopped it, record, fail."""
+        """Release the model if the job holds a lease it has not released, stop the model if the
+        release says so and the job has not stopped it, record, fail. Each test of a member that
+        may be absent is guarded by IsPresent in a Choice of its own (a missing path fails a
+        Choice with States.Runtime)."""
         record = self._lambda("Record failure", self.finish,
                               {"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id", "state.$": "$"}, "$.outcome")
         unrecorded = sfn.Fail(self, "Job failed (unrecorded)", error="BatchJobFailed", cause="the failure could not be recorded")
@@ -208,12 +257,25 @@ class BatchDetection(Construct):
                           sfn.Fail(self, "Job refused", error="BatchJobRefused", cause_path="$.outcome.reason"))
                     .otherwise(sfn.Fail(self, "Job failed", error="BatchJobFailed", cause_path="$.outcome.reason")))
         stop = self._rekognition("Stop model after failure", "stopProjectVersion", {"ProjectVersionArn.$": f"{MODEL}.arn"}, None)
-        stop.add_catch(record, errors=["States.ALL"], result_path="$.stop_error")
-        stop.next(sfn.Pass(self, "Model stopped after failure", parameters={"at.$": "$$.State.EnteredTime"}, result_path="$.stopped")).next(record)
-        return (sfn.Choice(self, "Stop model after failure?")
-                .when(sfn.Condition.and_(sfn.Condition.is_present("$.job.start"), sfn.Condition.boolean_equals("$.job.start", True),
-                                         sfn.Condition.is_present(f"{MODEL}.arn"), sfn.Condition.not_(sfn.Condition.is_present("$.stopped"))),
-                      stop)
+        cleared = self._clear_release("Clear release after failure", then=record)
+        stop.add_catch(cleared, errors=["States.ALL"], result_path="$.stop_error")
+        stop.next(sfn.Pass(self, "Model stopped after failure", parameters={"at.$": "$$.State.EnteredTime"}, result_path="$.stopped")).next(cleared)
+        stop_or_not = (sfn.Choice(self, "Stop model after failure?")
+                       .when(sfn.Condition.and_(sfn.Condition.boolean_equals("$.release.stop", True),
+                                                sfn.Condition.not_(sfn.Condition.is_present("$.stopped"))), stop)
+                       .otherwise(record))
+        released = (sfn.Choice(self, "Released after failure?")
+                    .when(sfn.Condition.is_present("$.release.stop"), stop_or_not)
+                    .otherwise(record))
+        release = self._release("Release model after failure", "Release failed after failure", then=released)
+        unreleased = (sfn.Choice(self, "Lease unreleased?")
+                      .when(sfn.Condition.and_(sfn.Condition.is_string("$.job.lease"), sfn.Condition.not_(sfn.Condition.is_present("$.release"))),
+                            release)
+                      .otherwise(released))
+        # A job that holds a lease has a model (prepare takes the lease last); the guards say so.
+        holds = [sfn.Condition.is_present(path) for path in ("$.job.lease", "$.job.start", "$.job.execution", f"{MODEL}.arn")]
+        return (sfn.Choice(self, "Release model after failure?")
+                .when(sfn.Condition.and_(*holds), unreleased)
                 .otherwise(record))
 
     # -- the rule -------------------------------------------------------------------------------------
@@ -255,6 +317,11 @@ class BatchDetection(Construct):
         iam.Grant.add_to_principal(grantee=self.merge.function, actions=["s3:GetObject", "s3:PutObject"],
                                    resource_arns=[artifacts_bucket.arn_for_objects(batch)])
         iam.Grant.add_to_principal(grantee=self.finish.function, actions=["s3:PutObject"], resource_arns=[artifacts_bucket.arn_for_objects(batch)])
+        # Leases on the model's activity item: Prepare takes (or drops) the job's and claims a
+        # start; Release drops it, reads the item again when its conditional write loses.
+        iam.Grant.add_to_principal(grantee=self.prepare.function, actions=["dynamodb:UpdateItem"], resource_arns=[activity_table.table_arn])
+        iam.Grant.add_to_principal(grantee=self.release.function, actions=["dynamodb:UpdateItem", "dynamodb:GetItem"],
+                                   resource_arns=[activity_table.table_arn])
 
         why = "the grant is limited to this prefix and to the object actions of the step."
         for function, bucket, pattern in ((self.prepare, dataset_bucket, batch), (self.detect, dataset_bucket, images),
@@ -262,7 +329,7 @@ class BatchDetection(Construct):
                                           (self.finish, artifacts_bucket, batch)):
             acknowledge(function.role, object_wildcard(bucket, pattern), f"Jobs and their images are named at run time, so the step needs every key under '{pattern}'; {why}")
         for function in (self.prepare, self.detect):
-            acknowledge(function.role, _PROJECTS_FINDING, _PROJECTS_REASON)
+            acknowledge_projects(function.role)
         acknowledge_pointers(self.prepare.role, self._config.model_parameter_prefix, "Prepare reads the job's dataset's pointer only.")
 
     def _acknowledge_machine_role(self, dataset_bucket: s3.IBucket) -> None:
@@ -270,10 +337,10 @@ class BatchDetection(Construct):
         acknowledge(role, "AwsSolutions-IAM5[Resource::*]",
                     "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*) and CloudWatch Logs "
                     "delivery have no resource-level permissions, so CDK grants them on '*'.")
-        acknowledge(role, _PROJECTS_FINDING, _PROJECTS_REASON)
+        acknowledge_projects(role)
         acknowledge_distributed_map(self.state_machine, MAP_LABEL)
         stack = Stack.of(self)
-        for function in (self.prepare, self.detect, self.merge, self.finish):
+        for function in (self.prepare, self.detect, self.merge, self.finish, self.release):
             logical_id = stack.get_logical_id(function.function.node.default_child)
             acknowledge(role, f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
                         "CDK grants lambda:InvokeFunction on the function and its versions (ARN:*); "

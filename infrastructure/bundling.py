@@ -35,6 +35,10 @@ from constructs import Construct
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDAS_DIR = REPO_ROOT / "lambdas"
 WHEELHOUSE_DIR = REPO_ROOT / "build" / "wheelhouse"
+# Installed layers by asset hash: a synthesis whose requirements and wheels are unchanged copies
+# the layer instead of running pip again (the report layer alone is ~215 MB of matplotlib and
+# numpy). The hash covers everything the install depends on, so a stale entry cannot be used.
+LAYER_CACHE_DIR = REPO_ROOT / "build" / "layer-cache"
 DEFAULT_REQUIREMENTS = LAMBDAS_DIR / "requirements.txt"
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
@@ -116,7 +120,7 @@ def dependencies_layer(
             str(requirements.parent),
             asset_hash_type=AssetHashType.CUSTOM,
             asset_hash=digest.hexdigest(),
-            bundling=BundlingOptions(image=_PLACEHOLDER_IMAGE, local=_PipInstaller(requirements)),
+            bundling=BundlingOptions(image=_PLACEHOLDER_IMAGE, local=_PipInstaller(requirements, digest.hexdigest())),
         ),
         compatible_runtimes=[RUNTIME],
         compatible_architectures=[ARCHITECTURE],
@@ -137,15 +141,36 @@ class _PackageCopier:
 
 @jsii.implements(ILocalBundling)
 class _PipInstaller:
-    def __init__(self, requirements: Path) -> None:
+    def __init__(self, requirements: Path, asset_hash: str) -> None:
         self._requirements = requirements
+        self._cached = LAYER_CACHE_DIR / asset_hash
 
     def try_bundle(self, output_dir: str, *_options: object, **_kwoptions: object) -> bool:
+        if (self._cached / ".complete").is_file():
+            shutil.copytree(self._cached / "python", Path(output_dir) / "python", dirs_exist_ok=True)
+            return True
+        self._install(Path(output_dir))
+        self._keep(Path(output_dir))
+        return True
+
+    def _keep(self, output_dir: Path) -> None:
+        """Copy the installed layer into the cache: built aside, then renamed into place, so
+        that two syntheses at once (pytest's workers) never see half an entry."""
+        building = LAYER_CACHE_DIR / f".{self._cached.name}.{os.getpid()}"
+        shutil.rmtree(building, ignore_errors=True)
+        shutil.copytree(output_dir / "python", building / "python")
+        (building / ".complete").touch()
+        try:
+            building.rename(self._cached)
+        except OSError:  # another synthesis kept the same layer first
+            shutil.rmtree(building, ignore_errors=True)
+
+    def _install(self, output_dir: Path) -> None:
         command = [
             sys.executable, "-m", "pip", "install",
             "--no-index", "--find-links", str(WHEELHOUSE_DIR),
             "--only-binary=:all:", *PIP_TARGET_ARGS,
-            "--target", str(Path(output_dir) / "python"),
+            "--target", str(output_dir / "python"),
             # Byte-code compiled by the synthesizing interpreter would not match the runtime's.
             "--no-compile",
             "--disable-pip-version-check", "--quiet",
@@ -160,8 +185,7 @@ class _PipInstaller:
                 "run `make build/wheelhouse/.done` (or `make test`) after changing requirements, and "
                 f"make the Makefile's wheelhouse target download any new requirements file.\n{result.stderr}"
             )
-        _compile_for_runtime(Path(output_dir) / "python")
-        return True
+        _compile_for_runtime(output_dir / "python")
 
 
 @functools.lru_cache(maxsize=1)

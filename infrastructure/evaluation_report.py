@@ -33,7 +33,7 @@ from fashion_pipeline.layout import PROJECT_PREFIX
 from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction
-from infrastructure.nag import acknowledge
+from infrastructure.run_time_arns import acknowledge_pointers, acknowledge_projects, pointer_arns, project_arns
 
 REPORT_REQUIREMENTS = "lambdas/evaluation_report/requirements.txt"
 GALLERY_IMAGES = 24
@@ -44,9 +44,6 @@ TIMEOUT = Duration.minutes(5)
 def report_function(scope: Construct, id: str, *, config: PipelineConfig, dependencies: lambda_.ILayerVersion) -> ProjectFunction:
     """The report function in ``scope``, allowed to describe the pipeline's model versions and to
     read the dataset's model pointer (the previous live model it compares with)."""
-    # training.py builds the workflow with this function: imported here, when it is built.
-    from infrastructure.training import acknowledge_pointers, pointer_arns, project_arns
-
     rendering = dependencies_layer(scope, f"{id}Dependencies", REPORT_REQUIREMENTS,
                                    description="matplotlib, numpy and Pillow, for the evaluation reports of training runs")
     built = ProjectFunction(
@@ -63,9 +60,8 @@ def report_function(scope: Construct, id: str, *, config: PipelineConfig, depend
     # The previous live model: its pointer, then its description (where its evaluation files are).
     built.function.add_to_role_policy(iam.PolicyStatement(actions=["rekognition:DescribeProjectVersions"], resources=project_arns()))
     built.function.add_to_role_policy(iam.PolicyStatement(actions=["ssm:GetParameter"], resources=pointer_arns(config.model_parameter_prefix)))
-    acknowledge(built.role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/{PROJECT_PREFIX}*]",
-                "The previous live model to compare with is a version of any of the datasets' projects, named at run "
-                f"time; rekognition:DescribeProjectVersions only, on this pipeline's '{PROJECT_PREFIX}' projects only.")
+    acknowledge_projects(built.role, "The previous live model to compare with is a version of any of the datasets' projects; "
+                                     "rekognition:DescribeProjectVersions only.")
     acknowledge_pointers(built.role, config.model_parameter_prefix,
                          "The report compares a run with its dataset's live model, read from that pointer (ssm:GetParameter only).")
     return built

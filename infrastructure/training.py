@@ -1,10 +1,7 @@
 """The training workflow's resources: its functions, the run lease, the state machine and the
 rule that starts it. The definition itself is ``training_flow.TrainingFlow``.
 
-The model pointers (one SSM parameter per dataset, ``<modelParameterPrefix>/<dataset>``, naming
-its live model) are not CloudFormation resources: a stack update that touched one would reset it
-to its template value, and then nothing would watch or serve the running model. The workflow and
-``fashion-pipeline deploy`` create and overwrite them; the stack only grants access to their names.
+The model pointers are not CloudFormation resources (``run_time_arns`` says why and grants them).
 """
 
 from __future__ import annotations
@@ -30,33 +27,9 @@ from infrastructure.config import PipelineConfig
 from infrastructure.evaluation_report import report_function
 from infrastructure.functions import ProjectFunction, log_retention
 from infrastructure.nag import acknowledge, acknowledge_distributed_map
+from infrastructure.run_time_arns import acknowledge_pointers, acknowledge_projects, pointer_arns, project_arns
 from infrastructure.storage import IMAGES_PREFIX, REQUESTS_PREFIX, RUNS_PREFIX
 from infrastructure.training_flow import READ_FRAGMENTS_LABEL, FlowAssembly, FlowFunctions, FlowGrants, TrainingFlow
-
-
-def project_arns() -> list[str]:
-    """Every Custom Labels project of this pipeline, with its datasets and model versions."""
-    return [f"arn:{Aws.PARTITION}:rekognition:{Aws.REGION}:{Aws.ACCOUNT_ID}:project/{PROJECT_PREFIX}*"]
-
-
-def pointer_path_arn(prefix: str) -> str:
-    """The ARN of the pointers' path: what ssm:GetParametersByPath is authorized on. Access to a
-    path is access to every level under it ("Restricting access to Systems Manager parameters
-    using IAM policies", https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html),
-    so it is granted on the pointers' own path only, and only with the read action."""
-    return f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:parameter/{prefix.strip('/')}"
-
-
-def pointer_arns(prefix: str) -> list[str]:
-    """Every dataset's model pointer, ``<prefix>/<dataset>``."""
-    return [f"{pointer_path_arn(prefix)}/*"]
-
-
-def acknowledge_pointers(target: Construct, prefix: str, why: str) -> None:
-    """Acknowledge the wildcard of ``pointer_arns`` on ``target``: datasets are named at run time."""
-    acknowledge(target, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/{prefix.strip('/')}/*]",
-                f"Each dataset's live model is the SSM parameter {prefix.rstrip('/')}/<dataset>, and datasets are named at "
-                f"run time; the grant covers only that path and the listed parameter actions. {why}")
 
 
 class TrainingWorkflow(Construct):
@@ -149,7 +122,7 @@ class TrainingWorkflow(Construct):
         self.lock_table.grant_read_write_data(self.finish_function)
         self.retire_function.add_to_role_policy(iam.PolicyStatement(
             actions=["rekognition:DescribeProjectVersions", "rekognition:StopProjectVersion"], resources=project_arns()))
-        acknowledge(self.retire_function.role, _PROJECTS_FINDING, _PROJECTS_REASON)
+        acknowledge_projects(self.retire_function.role)
         return FlowFunctions(self.prepare_function, self.shard_function, self.assemble_function, self.evaluate_function,
                              self.retire_function, self.finish_function, self.report_function)
 
@@ -159,7 +132,7 @@ class TrainingWorkflow(Construct):
                     "X-Ray tracing (xray:PutTraceSegments, PutTelemetryRecords, GetSampling*), CloudWatch Logs delivery "
                     "and rekognition:DescribeProjects and CreateProject have no resource-level permissions; every other "
                     "Rekognition action is limited to this pipeline's projects.")
-        acknowledge(role, _PROJECTS_FINDING, _PROJECTS_REASON)
+        acknowledge_projects(role)
         acknowledge_pointers(role, self._pointer_prefix, "The workflow publishes the model of the dataset it trained.")
         acknowledge(role, "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
                     "Publishing to the encrypted notification topic needs a data key from its key; the grant "
@@ -190,11 +163,6 @@ class TrainingWorkflow(Construct):
             ),
         )
         rule.add_target(targets.SfnStateMachine(self.state_machine))
-
-
-_PROJECTS_FINDING = f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:rekognition:<AWS::Region>:<AWS::AccountId>:project/{PROJECT_PREFIX}*]"
-_PROJECTS_REASON = ("Projects, datasets and model versions are created per dataset and per run, so their ARNs "
-                    f"are known only at run time; the grant covers this pipeline's '{PROJECT_PREFIX}' projects only.")
 
 
 # The Custom Labels guide lists, for a bucket it trains from, GetObject, GetObjectAcl,

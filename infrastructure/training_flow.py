@@ -58,6 +58,13 @@ TRANSIENT_REKOGNITION_ERRORS = [
     "Rekognition.LimitExceededException",
     "Rekognition.InternalServerErrorException",
 ]
+# DynamoDB's, as the aws-sdk integration names them ("DynamoDb.", service_model.step_functions_error_name).
+TRANSIENT_DYNAMODB_ERRORS = [
+    "DynamoDb.ProvisionedThroughputExceededException",
+    "DynamoDb.ThrottlingException",
+    "DynamoDb.RequestLimitExceededException",
+    "DynamoDb.InternalServerErrorException",
+]
 TRANSIENT_LAMBDA_ERRORS = [
     "Lambda.TooManyRequestsException",
     "Lambda.ServiceException",

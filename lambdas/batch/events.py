@@ -18,11 +18,13 @@ from fashion_pipeline.item_reader import ListedObject
 
 
 class PrepareEvent(BaseModel):
-    """Prepare: ``{"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id"}``; the input
-    is the EventBridge "Object Created" event of a ``batch/<job>.json`` upload, as the rule passes it."""
+    """Prepare: ``{"input.$": "$$.Execution.Input", "execution.$": "$$.Execution.Id", "started.$":
+    "$$.Execution.StartTime"}``; the input is the EventBridge "Object Created" event of a
+    ``batch/<job>.json`` upload, as the rule passes it."""
 
     input: S3EventNotificationEventBridgeModel
     execution: str
+    started: str  # ISO 8601, as the context object gives it: the job's lease is made from it
 
 
 class Model(BaseModel):
@@ -54,7 +56,8 @@ class Job(BaseModel):
     render: bool = False
     min_confidence: float | None = None
     model: Model | None = None
-    start: bool = False  # the job starts the model (and stops it when it ends)
+    lease: str | None = None  # the job's lease on the model (fashion_pipeline.batch_leases), once it holds one
+    start: bool = False  # the job starts the model (the last job out stops it: the release decides)
     wait: bool = False  # the job waits for the model to be RUNNING
     concurrency: int = 1
     poll_seconds: int = 0
@@ -87,11 +90,28 @@ class StateError(BaseModel):
     Cause: str | None = None
 
 
+class Release(BaseModel):
+    """What the release wrote at ``$.release`` (``fashion_pipeline.batch_leases.Release.to_dict``)."""
+
+    stop: bool
+    reason: str
+    others: int = 0
+
+
+class ReleaseEvent(BaseModel):
+    """Release model: ``{"job.$": "$.job"}``, after the Map or on the failure path."""
+
+    job: Job
+
+
 class MergeState(BaseModel):
-    """Merge results: ``{"state.$": "$"}`` after the Map (and the model's stop, when the job started it)."""
+    """Merge results: ``{"state.$": "$"}`` after the Map, the release (and the model's stop, when
+    the release decided it)."""
 
     job: Job
     batches: list[Batch]
+    release: Release | None = None
+    release_error: StateError | None = None
     stopped: JsonValue = None  # present once the job stopped the model it started
     stop_error: StateError | None = None
 
@@ -106,6 +126,8 @@ class FinishState(BaseModel):
 
     job: Job | None = None
     error: StateError | None = None
+    release: Release | None = None
+    release_error: StateError | None = None
     stopped: JsonValue = None
     stop_error: StateError | None = None
 

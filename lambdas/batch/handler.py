@@ -13,6 +13,7 @@ import json
 import os
 import tempfile
 import time
+from contextlib import closing
 from functools import lru_cache
 from typing import Any
 
@@ -24,9 +25,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from batch import leases
+from batch import merge as reading
 from batch.detection import Detector, part_key
-from batch.events import DetectEvent, FinishEvent, Job, MergeEvent, Model, PrepareEvent
-from fashion_pipeline import layout, lifecycle
+from batch.events import DetectEvent, FinishEvent, FinishState, Job, MergeEvent, MergeState, Model, PrepareEvent, ReleaseEvent
+from fashion_pipeline import batch_leases, layout, lifecycle
 from fashion_pipeline.batch import (
     INVALID_REQUEST, MAX_IMAGES, MODEL_UNAVAILABLE, NO_MODEL, TOO_MANY_IMAGES, BatchRequest, JobRefused, Tally, check_job_name,
     completeness, estimate, listed_count, max_concurrency, start_decision,
@@ -81,25 +84,26 @@ def prepare(event: PrepareEvent, context: LambdaContext) -> dict[str, Any]:
                                           f"{layout.BATCH_PREFIX}", **base)
     else:
         try:
-            job = _prepared(name, key, base)
+            job = _prepared(name, key, base, event.started)
         except JobRefused as exc:
             job = Job(action="refuse", job=name, reason=f"{key}: {exc}", reason_code=exc.code, **base)
     logger.info("job prepared", extra={"action": job.action, "job": job.job, "reason": job.reason})
     return job.model_dump()
 
 
-def _prepared(name: str, key: str, base: dict[str, Any]) -> Job:
+def _prepared(name: str, key: str, base: dict[str, Any], started: str) -> Job:
     check_job_name(name)
     document = _request_document(key, base)
     request = BatchRequest.parse(document, dataset_bucket=base["dataset_bucket"])
     model = _model(request.dataset)
     start, wait = start_decision(model.status)
     images = _count(base["dataset_bucket"], request.source_prefix)
+    lease, start, wait = _hold(model, base["execution"], started, start, wait)
     found = estimate(images, model.inference_units, starts_model=start, tps_per_unit=request.tps_per_unit)
     return Job(
         action="run", job=name, dataset=request.dataset, source=f"s3://{base['dataset_bucket']}/{request.source_prefix}",
         source_prefix=request.source_prefix, render=request.render, min_confidence=request.min_confidence, model=model,
-        start=start, wait=wait, concurrency=max_concurrency(model.inference_units, request.tps_per_unit),
+        lease=lease, start=start, wait=wait, concurrency=max_concurrency(model.inference_units, request.tps_per_unit),
         poll_seconds=request.poll_seconds, start_polls=request.start_polls, images=images, estimate=found, **base,
     )
 
@@ -150,6 +154,25 @@ def _model(dataset: str) -> Model:
     units = int(described[0].get("MinInferenceUnits") or pointer.inference_units)
     return Model(arn=pointer.project_version_arn, project_arn=pointer.project_arn, version_name=pointer.version_name,
                  status=status, inference_units=units)
+
+
+def _hold(model: Model, execution: str, started: str, start: bool, wait: bool) -> tuple[str, bool, bool]:
+    """The job's lease on the model, taken last, after everything that may refuse the job (a
+    refusal here drops it again); (lease, start, wait). Of two jobs that find the model STOPPED,
+    one claims its start and the other waits for it (``fashion_pipeline.batch_leases``)."""
+    began = lifecycle.parse_time(started)
+    if began is None:
+        raise ValueError(f"prepare: the execution's start time {started!r} is not a time")
+    lease = batch_leases.lease(execution, int(began.timestamp()))
+    table, now = _env("ACTIVITY_TABLE"), int(time.time())
+    state = leases.hold(client("dynamodb"), table, model.arn, lease)
+    refusal = batch_leases.joining_refusal(state, model.status, execution, now)
+    if refusal is not None:
+        leases.drop(client("dynamodb"), table, model.arn, lease)
+        raise JobRefused(MODEL_UNAVAILABLE, refusal)
+    if start and not leases.claim_start(client("dynamodb"), table, model.arn, execution, now):
+        start, wait = False, True  # another job claimed the start moments ago
+    return lease, start, wait
 
 
 def _count(bucket: str, prefix: str) -> int:
@@ -206,6 +229,21 @@ def _record_use(model_arn: str) -> None:
             logger.warning("activity write failed", extra={"model": model_arn, "error": _error_code(exc)})
 
 
+# -- release: the job's lease on the model, and whether the job stops it ------------------------
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@event_parser(model=ReleaseEvent)
+def release(event: ReleaseEvent, context: LambdaContext) -> dict[str, Any]:
+    """Drop the job's lease; ``{"stop", "reason", "others"}``: the machine stops the model when
+    ``stop`` (the last job out of a model a batch job started)."""
+    job = event.job
+    if job.model is None or job.lease is None:
+        return {"stop": False, "reason": "the job holds no lease on a model", "others": 0}
+    decided = leases.release(client("dynamodb"), _env("ACTIVITY_TABLE"), job.model.arn, job.lease, job.execution, int(time.time()))
+    logger.info("model released", extra={"job": job.job, **decided.to_dict()})
+    return decided.to_dict()
+
+
 # -- merge: the parts into results.jsonl and summary.json -------------------------------------
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
@@ -214,27 +252,32 @@ def merge(event: MergeEvent, context: LambdaContext) -> dict[str, Any]:
     state = event.state
     job = state.job
     assert job.job is not None  # a running job has a name (prepare)
-    s3 = client("s3")
+    s3 = _parts_s3()
     listed = listed_count(b.model_dump() for b in state.batches)
     tally = Tally()
     prefix = layout.batch_parts_prefix(job.job, job.run_id)
+    where = f"parts under s3://{job.artifacts_bucket}/{prefix}"
+    get = reading.getter(s3, job.artifacts_bucket)
     with tempfile.TemporaryFile() as results:
         # Parts are named after their batch's first key, hex-encoded: listed in key order, so the
-        # results are in the order the Map listed the objects (see detection.part_key).
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=job.artifacts_bucket, Prefix=prefix):
-            for part in page.get("Contents", []):
-                body = s3.get_object(Bucket=job.artifacts_bucket, Key=part["Key"])["Body"]
-                for raw in body.iter_lines():
-                    if raw.strip():
-                        tally.add(json.loads(raw))
-                        results.write(raw.rstrip(b"\r\n") + b"\n")
+        # results are in the order the Map listed the objects (see detection.part_key and
+        # batch.merge). They are read 32 at a time and written in that order, which the tally
+        # checks line by line: a repeated or misplaced key stops the merge at its part.
+        parts = reading.in_order(get, reading.listed(s3, job.artifacts_bucket, prefix), prefix)
+        with closing(reading.fetch(get, parts)) as fetched:  # on a failure, the GETs not yet made are cancelled
+            for key, body in fetched:
+                results.write(_tallied(tally, body))
+                if tally.duplicates or tally.out_of_order:
+                    raise IncompleteResults(f"{completeness(tally, listed)} in part {key} ({where})")
         problem = completeness(tally, listed)
         if problem:
-            raise IncompleteResults(f"{problem} (parts under s3://{job.artifacts_bucket}/{prefix})")
+            raise IncompleteResults(f"{problem} ({where})")
         results.seek(0)
+        # One PUT, streamed from the file: 2,000,000 lines are ~0.8 GB, within a PUT's 5 GB
+        # ("Uploading objects", https://docs.aws.amazon.com/AmazonS3/latest/userguide/upload-objects.html).
         s3.put_object(Bucket=job.artifacts_bucket, Key=layout.batch_results_key(job.job), Body=results, ContentType="application/x-ndjson")
     summary = {
-        **_summary_head(job, "succeeded", state.stopped, state.stop_error),
+        **_summary_head(job, "succeeded", state),
         "listed": listed, **tally.to_dict(),
         "results": f"s3://{job.artifacts_bucket}/{layout.batch_results_key(job.job)}",
     }  # fmt: skip
@@ -245,7 +288,24 @@ def merge(event: MergeEvent, context: LambdaContext) -> dict[str, Any]:
     return summary
 
 
-def _summary_head(job: Job, status: str, stopped: Any, stop_error: Any) -> dict[str, Any]:
+@lru_cache(maxsize=None)
+def _parts_s3() -> Any:
+    """The merge's S3 client: a connection for each GET in flight (botocore keeps 10 by default,
+    ``max_pool_connections``), twice reading.CONCURRENCY for a run of parts sorted while GETs
+    are in flight (batch.merge.in_order)."""
+    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5},
+                                            max_pool_connections=2 * reading.CONCURRENCY))
+
+
+def _tallied(tally: Tally, body: bytes) -> bytes:
+    """A part's lines, tallied, as they go to results.jsonl (blank lines dropped)."""
+    lines = [raw for raw in body.splitlines() if raw.strip()]
+    for raw in lines:
+        tally.add(json.loads(raw))
+    return b"".join(raw + b"\n" for raw in lines)
+
+
+def _summary_head(job: Job, status: str, state: MergeState | FinishState) -> dict[str, Any]:
     finished = _now()
     began = lifecycle.parse_time(job.received_at)
     ended = lifecycle.parse_time(finished)
@@ -259,8 +319,10 @@ def _summary_head(job: Job, status: str, stopped: Any, stop_error: Any) -> dict[
         head["model"] = {
             "version": job.model.version_name, "arn": job.model.arn, "status_at_start": job.model.status,
             "inference_units": job.model.inference_units, "started_by_job": job.start,
-            "stopped_by_job": stopped is not None,
-            **({"stop_error": f"{stop_error.Error}: {stop_error.Cause}"} if stop_error is not None else {}),
+            "stopped_by_job": state.stopped is not None,
+            **({"release": state.release.model_dump()} if state.release is not None else {}),
+            **({"release_error": f"{state.release_error.Error}: {state.release_error.Cause}"} if state.release_error is not None else {}),
+            **({"stop_error": f"{state.stop_error.Error}: {state.stop_error.Cause}"} if state.stop_error is not None else {}),
         }  # fmt: skip
     if job.estimate is not None:
         head["estimate"] = job.estimate
@@ -293,7 +355,7 @@ def finish(event: FinishEvent, context: LambdaContext) -> dict[str, Any]:
     if job is None or job.job is None:
         logger.warning("job failed before it had a name", extra={"reason": reason})
         return {"status": status, "reason": reason}
-    summary = {**_summary_head(job, status, state.stopped, state.stop_error), "reason": reason}
+    summary = {**_summary_head(job, status, state), "reason": reason}
     if job.reason_code:
         summary["reason_code"] = job.reason_code
     _write_summary(job, summary)

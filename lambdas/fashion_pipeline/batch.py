@@ -253,23 +253,40 @@ def garments_line(key: str, answer: Mapping[str, Any], rendered: str | None = No
 
 
 class Tally:
-    """Counts of the result lines as they are read: images, errors by reason, garments by label."""
+    """Counts of the result lines as they are read: images, errors by reason, garments by label.
+
+    Lines come in the order the Map listed the objects, S3's: "returned in UTF-8 binary order"
+    (ListObjectsV2, https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html), so
+    each key must be greater than the one before. Only that one is kept (a set of 2,000,000 keys
+    would not be): a key equal to it is a second line for its object (``duplicates``), a smaller
+    one is out of order (``out_of_order``: a line repeated further on, or parts merged in the
+    wrong order); any repeated key is one or the other. Keys are compared as ``str``: Unicode
+    code point order is UTF-8 byte order (RFC 3629, section 1)."""
 
     def __init__(self) -> None:
         self.lines = 0
         self.answered = 0  # lines with the model's answer (garments, perhaps none)
         self.with_garments = 0
-        self.keys: set[str] = set()
+        self.previous: str | None = None  # the last key read
         self.duplicates = 0
+        self.first_duplicate: str | None = None
+        self.out_of_order = 0
+        self.first_out_of_order: tuple[str, str] | None = None  # (key, the key before it)
         self.errors: Counter[str] = Counter()
         self.garments: Counter[str] = Counter()
 
     def add(self, line: Mapping[str, Any]) -> None:
         self.lines += 1
-        key = line["key"]
-        if key in self.keys:
-            self.duplicates += 1
-        self.keys.add(key)
+        key = str(line["key"])
+        previous = self.previous
+        if previous is not None and key <= previous:
+            if key == previous:
+                self.duplicates += 1
+                self.first_duplicate = self.first_duplicate or key
+            else:
+                self.out_of_order += 1
+                self.first_out_of_order = self.first_out_of_order or (key, previous)
+        self.previous = key
         if "error" in line:
             self.errors[line["error"]["reason"]] += 1
         else:
@@ -287,9 +304,14 @@ class Tally:
 
 
 def completeness(tally: Tally, listed: int) -> str | None:
-    """None when every listed object has exactly one line, else what is wrong."""
+    """None when every listed object has exactly one line, else what is wrong (naming the first
+    key out of place: lines in strictly increasing key order are distinct, see Tally)."""
     if tally.duplicates:
-        return f"{tally.duplicates} object(s) have more than one result line"
+        return f"{tally.duplicates} object(s) have more than one result line (the first: {tally.first_duplicate!r})"
+    if tally.first_out_of_order is not None:
+        key, previous = tally.first_out_of_order
+        return (f"{tally.out_of_order} result line(s) out of S3's listing order, a repeated object or parts merged out "
+                f"of order (the first: {key!r} after {previous!r})")
     if tally.lines != listed:
         return f"{tally.lines} result lines for {listed} listed objects"
     return None

@@ -60,6 +60,17 @@ class BatchHarness:
             keys += [o["Key"] for o in page.get("Contents", [])]
         return keys
 
+    def start(self, job: str, body: dict) -> str:
+        """Upload a request and start its execution without waiting for it (jobs at once)."""
+        data = json.dumps(body).encode()
+        put = self.s3.put_object(Bucket=self.dataset_bucket, Key=f"batch/{job}.json", Body=data)
+        event = eventbridge_object_created(self.dataset_bucket, f"batch/{job}.json", size=len(data), etag=put["ETag"].strip('"'))
+        return self.sfn.start_execution(stateMachineArn=self.machine, name=f"job-{uuid.uuid4().hex[:12]}", input=json.dumps(event))["executionArn"]
+
+    @property
+    def activity_table(self) -> str:
+        return self.h.pipeline.deployment.find("AWS::DynamoDB::GlobalTable", "Activity")
+
     def model(self, dataset: str = "demo") -> dict:
         pointer = self.h.current_model(dataset)
         [described] = self.rekognition.describe_project_versions(
@@ -71,6 +82,16 @@ class BatchHarness:
         deadline = time.monotonic() + 10
         while self.model()["Status"] != status:
             assert time.monotonic() < deadline, f"the model did not become {status}"
+
+    def ensure_stopped(self) -> None:
+        """Bring the dataset's model to STOPPED from whatever an earlier test left."""
+        status = self.model()["Status"]
+        if status == "STARTING":
+            self.settle("RUNNING")
+            status = "RUNNING"
+        if status == "RUNNING":
+            self.stop_model()
+        self.settle("STOPPED")
 
     def stop_model(self) -> None:
         """Stop the dataset's model and wait until it is STOPPED (the emulator moves on Describe)."""

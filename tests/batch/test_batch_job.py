@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import pytest
 
@@ -210,3 +211,51 @@ def test_a_key_below_a_job_folder_is_no_job(batch):
     described = send(batch, None, request(), key="batch/sub/deeper.json")
     assert described["status"] == "SUCCEEDED" and json.loads(described["output"])["job"]["action"] == "ignore"
     assert batch.s3.list_objects_v2(Bucket=batch.artifacts_bucket, Prefix="batch/sub/")["KeyCount"] == 0
+
+
+def test_a_job_that_started_the_model_leaves_it_to_a_job_still_using_it_and_the_last_one_stops_it(batch, images):
+    from fashion_pipeline.batch_leases import lease
+
+    batch.ensure_stopped()
+    arn = batch.model()["ProjectVersionArn"]
+    dynamodb = batch.h.session.client("dynamodb")
+    other = lease("arn:aws:states:us-east-1:123456789012:execution:BatchDetection:elsewhere", int(time.time()))
+    dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}}, UpdateExpression="ADD batch_jobs :l",
+                         ExpressionAttributeValues={":l": {"SS": [other]}})  # a job still detecting
+    stops = len(batch.h.calls("StopProjectVersion"))
+
+    first = send(batch, "shared-first", request(prefix=PREFIX + "004"))
+
+    assert first["status"] == "SUCCEEDED", first
+    summary = batch.summary("shared-first")
+    assert summary["model"]["started_by_job"] is True and summary["model"]["stopped_by_job"] is False
+    assert summary["model"]["release"] == {"stop": False, "reason": summary["model"]["release"]["reason"], "others": 1}
+    assert batch.model()["Status"] == "RUNNING" and len(batch.h.calls("StopProjectVersion")) == stops
+
+    # The other job ends; the next job to leave, which found the model running, stops it.
+    dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}}, UpdateExpression="DELETE batch_jobs :l",
+                         ExpressionAttributeValues={":l": {"SS": [other]}})
+    last = send(batch, "shared-last", request(prefix=PREFIX + "005"))
+
+    assert last["status"] == "SUCCEEDED", last
+    summary = batch.summary("shared-last")
+    assert summary["model"]["status_at_start"] == "RUNNING" and summary["model"]["started_by_job"] is False
+    assert summary["model"]["stopped_by_job"] is True and "started the model and no other batch job uses it" in summary["model"]["release"]["reason"]
+    assert len(batch.h.calls("StopProjectVersion")) == stops + 1
+
+
+def test_two_jobs_at_once_on_a_stopped_model_start_it_once_and_stop_it_once(batch, images):
+    batch.ensure_stopped()
+    starts, stops = len(batch.h.calls("StartProjectVersion")), len(batch.h.calls("StopProjectVersion"))
+    body = lambda prefix: {**request(prefix=prefix), "source": f"s3://{batch.dataset_bucket}/{prefix}"}  # noqa: E731
+
+    executions = [batch.start("together-small", body(PREFIX + "006")), batch.start("together-large", body(PREFIX + "01"))]
+    described = [batch.h.wait(arn, timeout=120) for arn in executions]
+
+    assert [d["status"] for d in described] == ["SUCCEEDED", "SUCCEEDED"], described
+    small, large = batch.summary("together-small"), batch.summary("together-large")
+    assert small["images"] == small["answered"] == 10 and large["images"] == large["answered"] == 100
+    assert [small["model"]["started_by_job"], large["model"]["started_by_job"]].count(True) <= 1
+    assert len(batch.h.calls("StartProjectVersion")) == starts + 1
+    assert len(batch.h.calls("StopProjectVersion")) == stops + 1
+    assert [small["model"]["stopped_by_job"], large["model"]["stopped_by_job"]].count(True) == 1

@@ -91,3 +91,16 @@ def test_the_summary_text_says_what_happened_to_the_model():
         "model v1: started by the job; stopping it failed: Rekognition.X: no", "results: s3://a/batch/j/results.jsonl",
     ]
     assert summary_text({"status": "refused", "reason": "batch/j.json: no model"}) == "refused: batch/j.json: no model"
+
+
+@pytest.mark.parametrize(("model", "said"), [
+    ({"started_by_job": True, "stopped_by_job": True}, "started by the job and stopped"),
+    ({"started_by_job": False, "stopped_by_job": True, "release": {"reason": "batch job job-a started the model and no other batch job uses it"}},
+     "stopped by the job: batch job job-a started the model and no other batch job uses it"),
+    ({"started_by_job": True, "stopped_by_job": False, "release": {"reason": "1 other batch job(s) still use the model"}},
+     "started by the job and left running: 1 other batch job(s) still use the model"),
+    ({"started_by_job": False, "stopped_by_job": False}, "left as it was"),
+])
+def test_the_summary_text_says_which_job_stopped_a_shared_model(model, said):
+    text = summary_text({"status": "refused", "reason": "r", "model": {"version": "v1", **model}})
+    assert text.splitlines()[-1] == f"model v1: {said}"

@@ -106,8 +106,8 @@ def test_the_tally_counts_lines_errors_and_garments_and_checks_completeness():
                                "garments_by_label": {"skirt": 1, "vest": 1}}
     assert completeness(tally, 4) is None
     assert completeness(tally, 5) == "4 result lines for 5 listed objects"
-    tally.add(lines[0])
-    assert completeness(tally, 5) == "1 object(s) have more than one result line"
+    tally.add(lines[-1])  # the same key again, next: its object's second line (Tally keeps only the last key)
+    assert completeness(tally, 5) == "1 object(s) have more than one result line (the first: 'd.jpg')"
     assert listed_count([{"n": BATCH_SIZE}, {"n": 3}]) == BATCH_SIZE + 3
     with pytest.raises(ValueError, match="unknown error reason"):
         error_line("x", "bad_luck", "")

@@ -134,9 +134,10 @@ def test_acknowledgements_are_the_reviewed_set(synthesized: Synthesized) -> None
         *function(f"{root}/Batch/DetectFunction", objects(dataset, "images/*"), objects(artifacts, "batch/*"), projects),
         *function(f"{root}/Batch/MergeFunction", objects(artifacts, "batch/*")),
         *function(f"{root}/Batch/FinishFunction", objects(artifacts, "batch/*")),
+        *function(f"{root}/Batch/ReleaseFunction"),
         *((f"{root}/Batch/StateMachine/Role", rule) for rule in (
             xray, projects, *(f"AwsSolutions-IAM5[Resource::<{synthesized.logical_id(f.function)}.Arn>:*]"
-                              for f in (stack.batch.prepare, stack.batch.detect, stack.batch.merge, stack.batch.finish)))),
+                              for f in (stack.batch.prepare, stack.batch.detect, stack.batch.merge, stack.batch.finish, stack.batch.release)))),
         *((f"{root}/Batch/StateMachine", f"AwsSolutions-IAM5[Resource::{batch_executions}{suffix}]") for suffix in (":*", "/DetectImages:*")),
         # The inference API: its two functions (each may list the projects), the REST API and its logging role.
         *function(f"{api}/Inference", projects, objects(dataset, "images/*")),

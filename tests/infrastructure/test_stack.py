@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -487,6 +488,31 @@ def test_code_asset_hash_tracks_sources(tmp_path: Path, monkeypatch: pytest.Monk
     assert asset_hash() == first
     (package / "handler.py").write_text("def handler(event, context): return 2\n")
     assert asset_hash() != first
+
+
+def test_an_installed_layer_is_kept_by_its_hash_and_copied_instead_of_installed_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bundling, "LAYER_CACHE_DIR", tmp_path / "cache")
+    installs = []
+
+    def pip(command, **_kwargs):
+        target = Path(command[command.index("--target") + 1])
+        (target / "demo").mkdir(parents=True)
+        (target / "demo" / "__init__.py").write_text(f"INSTALL = {len(installs)}\n")
+        installs.append(target)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(bundling.subprocess, "run", pip)
+    monkeypatch.setattr(bundling, "_compile_for_runtime", lambda target: None)
+    installer = bundling._PipInstaller(tmp_path / "requirements.txt", "abc123")
+
+    assert installer.try_bundle(str(tmp_path / "first"))
+    assert installer.try_bundle(str(tmp_path / "second"))
+    assert len(installs) == 1  # the second came from the cache
+    assert (tmp_path / "second" / "python" / "demo" / "__init__.py").read_text() == "INSTALL = 0\n"
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["abc123"]  # nothing half-built left
+    # Another hash (other requirements or wheels) is installed anew.
+    assert bundling._PipInstaller(tmp_path / "requirements.txt", "def456").try_bundle(str(tmp_path / "third"))
+    assert len(installs) == 2
 
 
 def test_missing_wheelhouse_fails_with_instructions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -214,11 +214,21 @@ def summary_text(summary: dict[str, Any]) -> str:
         lines.append(f"{summary.get('status')}{took_text}: {summary.get('reason')}")
     model = summary.get("model")
     if model:
-        fate = ("started by the job and stopped" if model["started_by_job"] and model["stopped_by_job"]
-                else "started by the job; stopping it failed: " + model.get("stop_error", "?") if model["started_by_job"]
-                else "left as it was")
-        lines.append(f"model {model['version']}: {fate}")
+        lines.append(f"model {model['version']}: {_model_fate(model)}")
     for name in ("results", "rendered"):
         if summary.get(name):
             lines.append(f"{name}: {summary[name]}")
     return "\n".join(lines)
+
+
+def _model_fate(model: dict[str, Any]) -> str:
+    """What the job did with the model: started, stopped (as the last batch job out), or neither."""
+    started, stopped = model.get("started_by_job"), model.get("stopped_by_job")
+    reason = (model.get("release") or {}).get("reason")
+    if model.get("stop_error"):
+        return f"{'started by the job; ' if started else ''}stopping it failed: {model['stop_error']}"
+    if stopped:
+        return "started by the job and stopped" if started else f"stopped by the job: {reason}"
+    if started:
+        return f"started by the job and left running: {reason}" if reason else "started by the job and left running"
+    return "left as it was"

@@ -1,0 +1,99 @@
+"""The DynamoDB side of batch leases on a model (``fashion_pipeline.batch_leases`` decides).
+
+Every write is one UpdateItem on the model's activity item; the two that must not race (the
+claim of a start, the release that makes a stop its own) are conditional writes, so two jobs
+never both start the model and a job that joins while another leaves keeps the model running
+("Condition expressions", Amazon DynamoDB Developer Guide:
+https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from fashion_pipeline.batch_leases import (
+    LEASES, RELEASED_AT, RELEASED_BY, START_CLAIM_SECONDS, STARTED_AT, STARTED_BY, VERSION, LeaseState, Release, release_decision,
+)
+
+# A release whose conditional write loses to another job's lease change reads and decides
+# again; each loss means another job changed the leases, so a few rounds settle it.
+RELEASE_ROUNDS = 5
+_CONFLICT = "ConditionalCheckFailedException"
+
+
+def _key(model_arn: str) -> dict[str, Any]:
+    return {"model": {"S": model_arn}}
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def hold(dynamodb: Any, table: str, model_arn: str, lease: str) -> LeaseState:
+    """Add the job's lease (again, on a retry: a set holds it once); the item as it is now."""
+    return _change_leases(dynamodb, table, model_arn, "ADD #leases :lease, #version :one", lease)
+
+
+def drop(dynamodb: Any, table: str, model_arn: str, lease: str) -> LeaseState:
+    """Remove the job's lease (nothing happens when it is gone already); the item as it is now."""
+    return _change_leases(dynamodb, table, model_arn, "DELETE #leases :lease ADD #version :one", lease)
+
+
+def _change_leases(dynamodb: Any, table: str, model_arn: str, update: str, lease: str) -> LeaseState:
+    """One lease in or out, the version one up (what a release's condition compares)."""
+    answer = dynamodb.update_item(
+        TableName=table, Key=_key(model_arn), UpdateExpression=update,
+        ExpressionAttributeNames={"#leases": LEASES, "#version": VERSION},
+        ExpressionAttributeValues={":lease": {"SS": [lease]}, ":one": {"N": "1"}}, ReturnValues="ALL_NEW",
+    )
+    return LeaseState.of(answer.get("Attributes"))
+
+
+def claim_start(dynamodb: Any, table: str, model_arn: str, execution: str, now: int) -> bool:
+    """Claim the start of a STOPPED model for this job: False when another job claimed it moments
+    ago (it is starting the model; this job waits for it). A retry by the claimer wins again."""
+    try:
+        dynamodb.update_item(
+            TableName=table, Key=_key(model_arn), UpdateExpression="SET #by = :me, #at = :now",
+            ConditionExpression="attribute_not_exists(#by) OR #by = :me OR #at < :stale",
+            ExpressionAttributeNames={"#by": STARTED_BY, "#at": STARTED_AT},
+            ExpressionAttributeValues={":me": {"S": execution}, ":now": {"N": str(now)}, ":stale": {"N": str(now - START_CLAIM_SECONDS)}},
+        )
+    except ClientError as exc:
+        if _code(exc) == _CONFLICT:
+            return False
+        raise
+    return True
+
+
+def release(dynamodb: Any, table: str, model_arn: str, lease: str, execution: str, now: int) -> Release:
+    """Drop the job's lease and decide whether the job stops the model. A stop is made the job's
+    own by one conditional write (the lease version it decided on), which also clears the claim
+    and every lease left (all expired by then)."""
+    state = drop(dynamodb, table, model_arn, lease)
+    for _ in range(RELEASE_ROUNDS):
+        decision = release_decision(state, execution, now)
+        if not decision.claim:
+            return decision
+        try:
+            dynamodb.update_item(
+                TableName=table, Key=_key(model_arn),
+                UpdateExpression="SET #rby = :me, #rat = :now REMOVE #sby, #sat, #leases",
+                ConditionExpression="#version = :version",
+                ExpressionAttributeNames={"#rby": RELEASED_BY, "#rat": RELEASED_AT, "#sby": STARTED_BY, "#sat": STARTED_AT,
+                                          "#leases": LEASES, "#version": VERSION},
+                ExpressionAttributeValues={":me": {"S": execution}, ":now": {"N": str(now)}, ":version": {"N": str(state.version)}},
+            )
+        except ClientError as exc:
+            if _code(exc) != _CONFLICT:
+                raise
+            state = read(dynamodb, table, model_arn)
+            continue
+        return Release(True, decision.reason)
+    return Release(False, f"the leases kept changing ({RELEASE_ROUNDS} tries); the idle auto-stop stops the model once unused")
+
+
+def read(dynamodb: Any, table: str, model_arn: str) -> LeaseState:
+    return LeaseState.of(dynamodb.get_item(TableName=table, Key=_key(model_arn), ConsistentRead=True).get("Item"))
