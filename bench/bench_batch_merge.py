@@ -49,6 +49,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "lambdas"))  # batch/ is not an installed package
 
+from bench_assembly import Latency  # noqa: E402  (counts S3 requests and makes each one wait)
 from fashion_pipeline import layout  # noqa: E402
 from fashion_pipeline.batch import BATCH_SIZE, MAX_IMAGES, Tally, completeness, error_line, garments_line  # noqa: E402
 from fashion_pipeline.detections import Garment, PixelBox, RatioBox  # noqa: E402
@@ -71,18 +72,6 @@ def _status_mb(field: str) -> float:
 
 def _reset_hwm() -> None:
     Path("/proc/self/clear_refs").write_text("5")
-
-
-class Latency:
-    """Counts S3 requests and makes each one wait, as a Lambda's would (bench_assembly.Latency)."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.requests = seconds, 0
-
-    def __call__(self, **_: object) -> None:
-        self.requests += 1
-        if self.seconds:
-            time.sleep(self.seconds)
 
 
 class UploadMark:

@@ -26,6 +26,8 @@ BENCHMARKS = {
     "bench_coco": ["--sizes", "2000", "--repeat", "1"],
     # inference handler: cold import (JSON vs render path), warm per-request overhead
     "bench_inference": ["--runs", "2", "--requests", "50", "--render-requests", "5"],
+    # the batch job's Prepare counting its prefix: ListObjectsV2 pages parsed, projected to 2M at Prepare's size
+    "bench_prepare_count": ["--pages", "5"],
     # the report function's build_report as the test set grows: wall time, peak RSS
     "bench_report": ["--sizes", "1000"],
     # the batch job's merge of its parts with 15 ms per S3 request: 32 GETs in flight vs one at a time

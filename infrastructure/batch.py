@@ -18,8 +18,9 @@ STOPPED one claims its start; the release drops it and says whether the job stop
 (the last job out stops a model a batch job started). Every failure after Prepare, and a
 refused request, goes to one path: release the model if the job holds a lease and has not
 released it, stop it if the release says so and the job has not stopped it yet, then record
-the summary with the reason, then fail. A release that fails for good falls back to the rule
-without leases: the job stops the model if it started it.
+the summary with the reason, then fail. A release that fails for good, after its retries,
+drops the job's lease with an SDK task of its own and leaves the model running (the idle
+auto-stop's to stop), rather than risk stopping it under another job.
 A key one level deeper (``batch/a/b.json``) is no job: Prepare says so and the execution ends.
 
 The grants are made here, on exactly the resources the job touches: the functions receive the
@@ -41,7 +42,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from fashion_pipeline.batch import BATCH_SIZE
-from fashion_pipeline.batch_leases import LEASE_SECONDS, RELEASED_AT, RELEASED_BY
+from fashion_pipeline.batch_leases import LEASE_SECONDS, LEASES, RELEASED_AT, RELEASED_BY, VERSION
 from fashion_pipeline.layout import BATCH_PREFIX, BATCH_REQUEST_SUFFIX, IMAGES_PREFIX
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
@@ -52,6 +53,12 @@ from infrastructure.training_flow import (
 )
 
 MAP_LABEL = "DetectImages"
+# Prepare counts the prefix, one ListObjectsV2 page of 1,000 keys after another: botocore parses
+# a page in 63-89 ms of one vCPU, so at 512 MB (0.29 vCPU) 391k objects took ~126 s and 2M
+# ~645 s, past the default minute. At one full vCPU (1,769 MB) 2M take ~160-210 s
+# (bench/bench_prepare_count.py). Prepare runs once per job, so its size costs next to nothing.
+PREPARE_MEMORY_MB = 1769
+PREPARE_TIMEOUT = Duration.minutes(10)
 MODEL = "$.job.model"
 DESCRIBED_STATUS = "$.described.ProjectVersionDescriptions[0].Status"
 
@@ -83,7 +90,8 @@ class BatchDetection(Construct):
             return ProjectFunction(self, name, config=config, package="batch", handler=f"batch.handler.{handler}",
                                    description=description, dependencies=dependencies, environment=environment, **kwargs)
 
-        self.prepare = function("PrepareFunction", "prepare", "Checks a batch detection job and decides whether to start its model")
+        self.prepare = function("PrepareFunction", "prepare", "Checks a batch detection job and decides whether to start its model",
+                                memory_mb=PREPARE_MEMORY_MB, timeout=PREPARE_TIMEOUT)
         # A child of the Map: up to BATCH_SIZE images, one call at a time, throttling backed off.
         self.detect = function("DetectFunction", "detect", "Detects garments in a batch of images of a batch detection job",
                                extra_layers=(imaging,), memory_mb=1024, timeout=Duration.minutes(15))
@@ -168,32 +176,49 @@ class BatchDetection(Construct):
         return prepare
 
     def _release(self, id: str, fallback_id: str, *, then: sfn.IChainable) -> sfn.IChainable:
-        """Release model -> $.release {"stop", "reason", "others"}; a release that fails for good
-        (caught into $.release_error) decides by the rule without leases: stop if the job started it."""
+        """Release model -> $.release {"stop", "reason", "others"}. A release is idempotent (one
+        conditional write, batch.leases.release), so any failure is retried; one that fails for
+        good (caught into $.release_error) drops the job's lease by itself and leaves the model
+        running: stopping it could stop it under another job, and the idle auto-stop stops it
+        once nothing uses it."""
         release = self._lambda(id, self.release, {"job.$": "$.job"}, "$.release")
+        release.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=3, backoff_rate=2)
+        # aws-sdk parameters take the SDK's member names, PascalCase: a string set is "Ss".
+        drop = self._dynamodb_update(fallback_id.replace("Release failed", "Drop lease"), {
+            "UpdateExpression": "DELETE #leases :lease ADD #version :one",
+            "ExpressionAttributeNames": {"#leases": LEASES, "#version": VERSION},
+            "ExpressionAttributeValues": {":lease": {"Ss.$": "States.Array($.job.lease)"}, ":one": {"N": "1"}},
+        })
         fallback = sfn.Pass(self, fallback_id, parameters={
-            "stop.$": "$.job.start", "reason": "the release failed: the job stops the model if it started it", "others": 0,
+            "stop": False, "others": 0,
+            "reason": "the release failed: the model is left running (the idle auto-stop stops it once unused, if idleStopMinutes is set)",
         }, result_path="$.release")
-        release.add_catch(fallback, errors=["States.ALL"], result_path="$.release_error")
+        release.add_catch(drop, errors=["States.ALL"], result_path="$.release_error")
+        drop.add_catch(fallback, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
+        drop.next(fallback)
         release.next(then)
         fallback.next(then)
         return release
+
+    def _dynamodb_update(self, id: str, parameters: dict) -> tasks.CallAwsService:
+        """An UpdateItem on the model's activity item (the API's activity table)."""
+        task = tasks.CallAwsService(
+            self, id, service="dynamodb", action="updateItem", iam_action="dynamodb:UpdateItem", iam_resources=[self._activity_table.table_arn],
+            parameters={"TableName": self._activity_table.table_name, "Key": {"model": {"S.$": f"{MODEL}.arn"}}, **parameters},
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        task.add_retry(errors=TRANSIENT_DYNAMODB_ERRORS, **RETRY)
+        return task
 
     def _clear_release(self, id: str, *, then: sfn.IChainable) -> sfn.IChainable:
         """Once the stop is called (or failed), the model is no longer "about to be stopped":
         remove the release marker that makes a joining job refuse (batch_leases.joining_refusal),
         if it is still this job's. A failed write only lets the marker expire by itself."""
-        clear = tasks.CallAwsService(
-            self, id, service="dynamodb", action="updateItem", iam_action="dynamodb:UpdateItem", iam_resources=[self._activity_table.table_arn],
-            parameters={
-                "TableName": self._activity_table.table_name, "Key": {"model": {"S.$": f"{MODEL}.arn"}},
-                "UpdateExpression": "REMOVE #by, #at", "ConditionExpression": "#by = :me",
-                "ExpressionAttributeNames": {"#by": RELEASED_BY, "#at": RELEASED_AT},
-                "ExpressionAttributeValues": {":me": {"S.$": "$.job.execution"}},
-            },
-            result_path=sfn.JsonPath.DISCARD,
-        )
-        clear.add_retry(errors=TRANSIENT_DYNAMODB_ERRORS, **RETRY)
+        clear = self._dynamodb_update(id, {
+            "UpdateExpression": "REMOVE #by, #at", "ConditionExpression": "#by = :me",
+            "ExpressionAttributeNames": {"#by": RELEASED_BY, "#at": RELEASED_AT},
+            "ExpressionAttributeValues": {":me": {"S.$": "$.job.execution"}},
+        })
         clear.add_catch(then, errors=["States.ALL"], result_path=sfn.JsonPath.DISCARD)
         clear.next(then)
         return clear
@@ -213,9 +238,13 @@ class BatchDetection(Construct):
         describe.add_catch(failed, errors=["States.ALL"], result_path="$.error")
         not_running = self._error("Model not running", "ModelNotRunning",
                                   f"States.Format('the model is {{}}, not RUNNING', {DESCRIBED_STATUS})", failed)
+        # A job waiting for another job's start may look before that job's StartProjectVersion
+        # lands: STOPPED is then a poll without news for it (still bounded by start_polls).
         status = (sfn.Choice(self, "Model status?")
                   .when(sfn.Condition.string_equals(DESCRIBED_STATUS, "RUNNING"), then)
                   .when(sfn.Condition.string_equals(DESCRIBED_STATUS, "STARTING"), count)
+                  .when(sfn.Condition.and_(sfn.Condition.string_equals(DESCRIBED_STATUS, "STOPPED"),
+                                           sfn.Condition.boolean_equals("$.job.start", False)), count)
                   .otherwise(not_running))
         described = sfn.Choice(self, "Model described?").when(sfn.Condition.is_present(DESCRIBED_STATUS), status).otherwise(count)
         timed_out = self._error("Model start timed out", "WaitTimedOut",

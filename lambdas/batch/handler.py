@@ -95,10 +95,9 @@ def _prepared(name: str, key: str, base: dict[str, Any], started: str) -> Job:
     check_job_name(name)
     document = _request_document(key, base)
     request = BatchRequest.parse(document, dataset_bucket=base["dataset_bucket"])
-    model = _model(request.dataset)
-    start, wait = start_decision(model.status)
+    pointer, name_of_pointer = _pointer(request.dataset)
     images = _count(base["dataset_bucket"], request.source_prefix)
-    lease, start, wait = _hold(model, base["execution"], started, start, wait)
+    lease, model, start, wait = _held_model(pointer, name_of_pointer, base["execution"], started)
     found = estimate(images, model.inference_units, starts_model=start, tps_per_unit=request.tps_per_unit)
     return Job(
         action="run", job=name, dataset=request.dataset, source=f"s3://{base['dataset_bucket']}/{request.source_prefix}",
@@ -125,8 +124,8 @@ def _request_document(key: str, base: dict[str, Any]) -> Any:
         raise JobRefused(INVALID_REQUEST, f"not valid JSON: {exc}") from None
 
 
-def _model(dataset: str) -> Model:
-    """The dataset's live model: its pointer, then its status and units from Rekognition."""
+def _pointer(dataset: str) -> tuple[lifecycle.ModelPointer, str]:
+    """The dataset's live model, as its pointer names it; (pointer, the parameter's name)."""
     name = layout.model_pointer_name(_env("MODEL_PARAMETER_PREFIX"), dataset)
     hint = f"train and deploy one first (fashion-pipeline train --dataset {dataset})"
     try:
@@ -141,6 +140,11 @@ def _model(dataset: str) -> Model:
         raise JobRefused(NO_MODEL, f"the model pointer {name} cannot be read: {exc}") from None
     if pointer is None:
         raise JobRefused(NO_MODEL, f"dataset {dataset!r} has no deployed model ({name} names none): {hint}")
+    return pointer, name
+
+
+def _described(pointer: lifecycle.ModelPointer, name: str) -> Model:
+    """The pointer's model with its status and units from Rekognition."""
     try:
         described = client("rekognition").describe_project_versions(
             ProjectArn=pointer.project_arn, VersionNames=[pointer.version_name])["ProjectVersionDescriptions"]
@@ -156,23 +160,32 @@ def _model(dataset: str) -> Model:
                  status=status, inference_units=units)
 
 
-def _hold(model: Model, execution: str, started: str, start: bool, wait: bool) -> tuple[str, bool, bool]:
-    """The job's lease on the model, taken last, after everything that may refuse the job (a
-    refusal here drops it again); (lease, start, wait). Of two jobs that find the model STOPPED,
-    one claims its start and the other waits for it (``fashion_pipeline.batch_leases``)."""
+def _held_model(pointer: lifecycle.ModelPointer, name: str, execution: str, started: str) -> tuple[str, Model, bool, bool]:
+    """Take the job's lease on the model, then describe it and decide: (lease, model, start, wait).
+
+    The lease comes first and the status after it, so that a job that ends after this hold
+    sees the lease and leaves the model running, and one that ended before it has already
+    called its stop (the status then says STOPPING) or left its marker (joining_refusal). Of
+    two jobs that find the model STOPPED, one claims its start and the other waits for it.
+    Anything that refuses or fails the job after the hold drops the lease again."""
     began = lifecycle.parse_time(started)
     if began is None:
         raise ValueError(f"prepare: the execution's start time {started!r} is not a time")
     lease = batch_leases.lease(execution, int(began.timestamp()))
-    table, now = _env("ACTIVITY_TABLE"), int(time.time())
-    state = leases.hold(client("dynamodb"), table, model.arn, lease)
-    refusal = batch_leases.joining_refusal(state, model.status, execution, now)
-    if refusal is not None:
-        leases.drop(client("dynamodb"), table, model.arn, lease)
-        raise JobRefused(MODEL_UNAVAILABLE, refusal)
-    if start and not leases.claim_start(client("dynamodb"), table, model.arn, execution, now):
-        start, wait = False, True  # another job claimed the start moments ago
-    return lease, start, wait
+    table, arn = _env("ACTIVITY_TABLE"), pointer.project_version_arn
+    state = leases.hold(client("dynamodb"), table, arn, lease)
+    try:
+        model = _described(pointer, name)
+        start, wait = start_decision(model.status)
+        refusal = batch_leases.joining_refusal(state, model.status, execution, int(time.time()))
+        if refusal is not None:
+            raise JobRefused(MODEL_UNAVAILABLE, refusal)
+        if start and not leases.claim_start(client("dynamodb"), table, arn, execution, int(time.time())):
+            start, wait = False, True  # another job claimed the start moments ago: this one waits for it
+    except BaseException:
+        leases.drop(client("dynamodb"), table, arn, lease)
+        raise
+    return lease, model, start, wait
 
 
 def _count(bucket: str, prefix: str) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fashion_pipeline.batch_leases import (
-    LEASES, RELEASED_AT, RELEASED_BY, START_CLAIM_SECONDS, STARTED_AT, STARTED_BY, VERSION, LeaseState, Release, release_decision,
+    LEASES, RELEASED_AT, RELEASED_BY, START_CLAIM_SECONDS, STARTED_AT, STARTED_BY, STOPPED_AT, VERSION, LeaseState, Release, release_decision,
 )
 
 # A release whose conditional write loses to another job's lease change reads and decides
@@ -57,8 +57,9 @@ def claim_start(dynamodb: Any, table: str, model_arn: str, execution: str, now: 
     try:
         dynamodb.update_item(
             TableName=table, Key=_key(model_arn), UpdateExpression="SET #by = :me, #at = :now",
-            ConditionExpression="attribute_not_exists(#by) OR #by = :me OR #at < :stale",
-            ExpressionAttributeNames={"#by": STARTED_BY, "#at": STARTED_AT},
+            # A claim of an earlier run of the model (older than its last recorded stop) is stale too.
+            ConditionExpression="attribute_not_exists(#by) OR #by = :me OR #at < :stale OR #at <= #stopped",
+            ExpressionAttributeNames={"#by": STARTED_BY, "#at": STARTED_AT, "#stopped": STOPPED_AT},
             ExpressionAttributeValues={":me": {"S": execution}, ":now": {"N": str(now)}, ":stale": {"N": str(now - START_CLAIM_SECONDS)}},
         )
     except ClientError as exc:
@@ -69,30 +70,37 @@ def claim_start(dynamodb: Any, table: str, model_arn: str, execution: str, now: 
 
 
 def release(dynamodb: Any, table: str, model_arn: str, lease: str, execution: str, now: int) -> Release:
-    """Drop the job's lease and decide whether the job stops the model. A stop is made the job's
-    own by one conditional write (the lease version it decided on), which also clears the claim
-    and every lease left (all expired by then)."""
-    state = drop(dynamodb, table, model_arn, lease)
+    """Drop the job's lease and decide whether the job stops the model, in one conditional write
+    (on the lease version the decision was made from): the drop and a stop are never apart, so
+    a release that dies midway leaves either its lease, to be released again, or its decision.
+    A stop write also clears the start claim and every lease left (all expired by then). A
+    write that loses to another job's lease change reads and decides again."""
     for _ in range(RELEASE_ROUNDS):
+        state = read(dynamodb, table, model_arn)
         decision = release_decision(state, execution, now)
-        if not decision.claim:
-            return decision
+        if state.released_by == execution:
+            return decision  # a retry of a release that wrote its stop
+        if decision.claim:
+            update = "SET #rby = :me, #rat = :now REMOVE #sby, #sat, #leases ADD #version :one"
+            values = {":me": {"S": execution}, ":now": {"N": str(now)}}
+        else:
+            update, values = "DELETE #leases :lease ADD #version :one", {":lease": {"SS": [lease]}}
+        names = {"#leases": LEASES, "#version": VERSION, **({"#rby": RELEASED_BY, "#rat": RELEASED_AT, "#sby": STARTED_BY,
+                                                              "#sat": STARTED_AT} if decision.claim else {})}
+        condition, seen = ("#version = :seen", {":seen": {"N": str(state.version)}}) if state.version else ("attribute_not_exists(#version)", {})
         try:
-            dynamodb.update_item(
-                TableName=table, Key=_key(model_arn),
-                UpdateExpression="SET #rby = :me, #rat = :now REMOVE #sby, #sat, #leases",
-                ConditionExpression="#version = :version",
-                ExpressionAttributeNames={"#rby": RELEASED_BY, "#rat": RELEASED_AT, "#sby": STARTED_BY, "#sat": STARTED_AT,
-                                          "#leases": LEASES, "#version": VERSION},
-                ExpressionAttributeValues={":me": {"S": execution}, ":now": {"N": str(now)}, ":version": {"N": str(state.version)}},
-            )
+            dynamodb.update_item(TableName=table, Key=_key(model_arn), UpdateExpression=update, ConditionExpression=condition,
+                                 ExpressionAttributeNames=names, ExpressionAttributeValues={**values, ":one": {"N": "1"}, **seen})
         except ClientError as exc:
             if _code(exc) != _CONFLICT:
                 raise
-            state = read(dynamodb, table, model_arn)
             continue
-        return Release(True, decision.reason)
-    return Release(False, f"the leases kept changing ({RELEASE_ROUNDS} tries); the idle auto-stop stops the model once unused")
+        return Release(decision.stop or decision.claim, decision.reason, decision.others)
+    raise LeaseConflict(f"the model's leases changed under each of {RELEASE_ROUNDS} releases; the release is retried")
+
+
+class LeaseConflict(RuntimeError):
+    """Other jobs kept changing the leases: the machine retries the release (it is idempotent)."""
 
 
 def read(dynamodb: Any, table: str, model_arn: str) -> LeaseState:

@@ -11,6 +11,9 @@ the model's item of the API's activity table (the same item the idle auto-stop r
 - ``batch_started_by``/``batch_started_at``: the job that claimed the start of the model;
 - ``batch_released_by``/``batch_released_at``: the job that decided to stop it, and when.
 
+(``stopped_at`` is the API's and the idle auto-stop's record of their stops: a start claimed
+before the model's last recorded stop belongs to an earlier run of the model, not this one.)
+
 The rule: the start is claimed by one job; **the last job out stops the model if a batch job
 started it**, whether or not that job is itself the one that started it. A job whose lease
 expired (its execution was aborted or timed out, so it never released) holds nothing. A
@@ -39,6 +42,7 @@ LEASES = "batch_jobs"
 VERSION = "batch_lease_version"
 STARTED_BY, STARTED_AT = "batch_started_by", "batch_started_at"
 RELEASED_BY, RELEASED_AT = "batch_released_by", "batch_released_at"
+STOPPED_AT = "stopped_at"  # written by the API and the idle auto-stop (inference.activity)
 
 
 def lease(execution: str, started_epoch: int) -> str:
@@ -66,6 +70,7 @@ class LeaseState:
     started_at: int | None = None
     released_by: str | None = None
     released_at: int | None = None
+    stopped_at: int | None = None
 
     @classmethod
     def of(cls, item: Mapping[str, Any] | None) -> LeaseState:
@@ -84,8 +89,17 @@ class LeaseState:
         return cls(
             leases=tuple(sorted(leases.get("SS") or ())) if isinstance(leases, Mapping) else (),
             version=number(VERSION) or 0, started_by=text(STARTED_BY), started_at=number(STARTED_AT),
-            released_by=text(RELEASED_BY), released_at=number(RELEASED_AT),
+            released_by=text(RELEASED_BY), released_at=number(RELEASED_AT), stopped_at=number(STOPPED_AT),
         )
+
+    @property
+    def starter(self) -> str | None:
+        """The job that started the model's current run, if a batch job did: a claim older than
+        the last recorded stop (the job died, the auto-stop stopped the model, someone started
+        it again) is none."""
+        if self.started_by is None or (self.stopped_at is not None and self.stopped_at >= (self.started_at or 0)):
+            return None
+        return self.started_by
 
     def holders(self, now: int, *, other_than: str | None = None) -> tuple[str, ...]:
         """The executions whose leases are live at ``now``, but ``other_than``."""
@@ -106,22 +120,17 @@ class Release:
 
 
 def release_decision(state: LeaseState, execution: str, now: int) -> Release:
-    """After the job's lease is gone from ``state``: stop the model, or leave it to others."""
+    """Whether the job, leaving, stops the model (its own lease in ``state`` or not)."""
     if state.released_by == execution:
         return Release(True, "this job decided to stop the model (a retried release)")
     others = state.holders(now, other_than=execution)
     if others:
         return Release(False, f"{len(others)} other batch job(s) still use the model; the last one to end stops it", others)
-    if state.started_by is None:
+    starter = state.starter
+    if starter is None:
         return Release(False, "no batch job started the model: it was running (or starting) before, and is left so")
-    who = "this job" if state.started_by == execution else f"batch job {state.started_by.rsplit(':', 1)[-1]}"
+    who = "this job" if starter == execution else f"batch job {starter.rsplit(':', 1)[-1]}"
     return Release(True, f"{who} started the model and no other batch job uses it", claim=True)
-
-
-def start_is_claimable(state: LeaseState, now: int) -> bool:
-    """Whether a job that found the model STOPPED may claim its start (the conditional write
-    is the real test; this says what it tests)."""
-    return state.started_by is None or (state.started_at or 0) < now - START_CLAIM_SECONDS
 
 
 def joining_refusal(state: LeaseState, status: str, execution: str, now: int) -> str | None:

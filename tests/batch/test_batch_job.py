@@ -220,8 +220,8 @@ def test_a_job_that_started_the_model_leaves_it_to_a_job_still_using_it_and_the_
     arn = batch.model()["ProjectVersionArn"]
     dynamodb = batch.h.session.client("dynamodb")
     other = lease("arn:aws:states:us-east-1:123456789012:execution:BatchDetection:elsewhere", int(time.time()))
-    dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}}, UpdateExpression="ADD batch_jobs :l",
-                         ExpressionAttributeValues={":l": {"SS": [other]}})  # a job still detecting
+    dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}}, UpdateExpression="ADD batch_jobs :l, batch_lease_version :one",
+                         ExpressionAttributeValues={":l": {"SS": [other]}, ":one": {"N": "1"}})  # a job still detecting
     stops = len(batch.h.calls("StopProjectVersion"))
 
     first = send(batch, "shared-first", request(prefix=PREFIX + "004"))
@@ -229,12 +229,13 @@ def test_a_job_that_started_the_model_leaves_it_to_a_job_still_using_it_and_the_
     assert first["status"] == "SUCCEEDED", first
     summary = batch.summary("shared-first")
     assert summary["model"]["started_by_job"] is True and summary["model"]["stopped_by_job"] is False
-    assert summary["model"]["release"] == {"stop": False, "reason": summary["model"]["release"]["reason"], "others": 1}
+    release = summary["model"]["release"]
+    assert release["stop"] is False and release["others"] == 1 and "the last one to end stops it" in release["reason"]
     assert batch.model()["Status"] == "RUNNING" and len(batch.h.calls("StopProjectVersion")) == stops
 
     # The other job ends; the next job to leave, which found the model running, stops it.
-    dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}}, UpdateExpression="DELETE batch_jobs :l",
-                         ExpressionAttributeValues={":l": {"SS": [other]}})
+    dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}}, UpdateExpression="DELETE batch_jobs :l ADD batch_lease_version :one",
+                         ExpressionAttributeValues={":l": {"SS": [other]}, ":one": {"N": "1"}})
     last = send(batch, "shared-last", request(prefix=PREFIX + "005"))
 
     assert last["status"] == "SUCCEEDED", last
@@ -255,7 +256,29 @@ def test_two_jobs_at_once_on_a_stopped_model_start_it_once_and_stop_it_once(batc
     assert [d["status"] for d in described] == ["SUCCEEDED", "SUCCEEDED"], described
     small, large = batch.summary("together-small"), batch.summary("together-large")
     assert small["images"] == small["answered"] == 10 and large["images"] == large["answered"] == 100
-    assert [small["model"]["started_by_job"], large["model"]["started_by_job"]].count(True) <= 1
+    assert [small["model"]["started_by_job"], large["model"]["started_by_job"]].count(True) == 1
     assert len(batch.h.calls("StartProjectVersion")) == starts + 1
     assert len(batch.h.calls("StopProjectVersion")) == stops + 1
     assert [small["model"]["stopped_by_job"], large["model"]["stopped_by_job"]].count(True) == 1
+
+
+def test_a_job_does_not_join_a_running_model_its_last_job_is_stopping_and_drops_its_lease(batch, images):
+    if batch.model()["Status"] != "RUNNING":
+        batch.ensure_stopped()
+        batch.rekognition.start_project_version(ProjectVersionArn=batch.model()["ProjectVersionArn"], MinInferenceUnits=1)
+        batch.settle("RUNNING")
+    arn = batch.model()["ProjectVersionArn"]
+    dynamodb = batch.h.session.client("dynamodb")
+    leaving = "arn:aws:states:us-east-1:123456789012:execution:BatchDetection:leaving"
+    dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}},
+                         UpdateExpression="SET batch_released_by = :by, batch_released_at = :at",
+                         ExpressionAttributeValues={":by": {"S": leaving}, ":at": {"N": str(int(time.time()))}})
+    try:
+        described = send(batch, "joining", request(prefix=PREFIX + "007"))
+    finally:
+        dynamodb.update_item(TableName=batch.activity_table, Key={"model": {"S": arn}}, UpdateExpression="REMOVE batch_released_by, batch_released_at")
+    assert described["status"] == "FAILED" and described["error"] == "BatchJobRefused", described
+    summary = batch.summary("joining")
+    assert summary["reason_code"] == "model_unavailable" and "being stopped by batch job leaving" in summary["reason"]
+    item = dynamodb.get_item(TableName=batch.activity_table, Key={"model": {"S": arn}})["Item"]
+    assert "batch_jobs" not in item  # the refused job's lease is gone again

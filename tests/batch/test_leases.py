@@ -136,3 +136,31 @@ def test_a_job_on_a_model_nobody_started_leaves_it_running(dynamodb):
     held(dynamodb, A)
     decided = released(dynamodb, A)
     assert not decided.stop and "no batch job started the model" in decided.reason
+
+
+def test_a_start_claim_older_than_the_models_last_recorded_stop_is_no_batch_start(dynamodb):
+    """A claims the start and its lease goes without its release (its execution failed before the
+    release could decide); the idle auto-stop stops the model and records it; the API starts it
+    again; a job that joins and leaves last must not stop the API's model."""
+    held(dynamodb, A)
+    leases.claim_start(dynamodb, TABLE, MODEL, A, NOW)
+    leases.drop(dynamodb, TABLE, MODEL, lease(A, NOW))
+    dynamodb.update_item(TableName=TABLE, Key={"model": {"S": MODEL}}, UpdateExpression="SET stopped_at = :t",
+                         ExpressionAttributeValues={":t": {"N": str(NOW + 3600)}})  # inference.activity's record of the stop
+    assert leases.read(dynamodb, TABLE, MODEL).starter is None
+    held(dynamodb, B, started=NOW + 7200)
+    decided = released(dynamodb, B, started=NOW + 7200, now=NOW + 7300)
+    assert not decided.stop and "no batch job started the model" in decided.reason
+    # And the stale claim does not make the next job that finds the model STOPPED wait.
+    assert leases.claim_start(dynamodb, TABLE, MODEL, C, NOW + 7400) is True
+
+
+def test_a_release_writes_its_drop_and_its_stop_together(dynamodb):
+    held(dynamodb, A)
+    leases.claim_start(dynamodb, TABLE, MODEL, A, NOW)
+    decided = released(dynamodb, A)
+    state = leases.read(dynamodb, TABLE, MODEL)
+    assert decided.stop and state.released_by == A and state.leases == () and state.started_by is None
+    # Retried (the Lambda died after the write): the same decision, nothing written twice.
+    version = state.version
+    assert released(dynamodb, A).stop and leases.read(dynamodb, TABLE, MODEL).version == version

@@ -298,7 +298,12 @@ def test_the_batch_start_poll_leaves_on_every_status_but_starting(batch_machine:
     rules = states[name]["Choices"]
     node = contract.node_at(analysis.entry[name].doc, contract.parse_path(rules[0]["Variable"]))
     assert isinstance(node, contract.Sdk) and node.enum(())
+    simple = [r for r in rules if "StringEquals" in r]
+    # STOPPED polls on only for a job waiting on another job's start ($.job.start false).
+    [waiting] = [r for r in rules if "And" in r]
+    assert waiting["And"] == [{"Variable": rules[0]["Variable"], "StringEquals": "STOPPED"},
+                              {"Variable": "$.job.start", "BooleanEquals": False}] and waiting["Next"] in loop
     for value in node.enum(()):
-        target = next((r["Next"] for r in rules if r["StringEquals"] == value), states[name]["Default"])
+        target = next((r["Next"] for r in simple if r["StringEquals"] == value), states[name]["Default"])
         assert (target in loop) == (value == "STARTING"), value
-    assert next(r["Next"] for r in rules if r["StringEquals"] == "RUNNING") == "Detect images"
+    assert next(r["Next"] for r in simple if r["StringEquals"] == "RUNNING") == "Detect images"

@@ -115,7 +115,7 @@ def batch_detect(args: argparse.Namespace, session: Any = None) -> int:
         raise CommandError(f"no objects under s3://{dataset_bucket}/{request.source_prefix}: nothing to detect")
     found = estimate(count, model["units"], starts_model=start, tps_per_unit=request.tps_per_unit)
     print(f"job {job}: {count} objects under s3://{dataset_bucket}/{request.source_prefix}")
-    plan = ("the job starts it and stops it when it ends" if start else
+    plan = ("the job starts it, and the last batch job on it to end stops it" if start else
             "the job waits until it runs, and leaves it running" if model["status"] == "STARTING" else "the job leaves it running")
     print(f"model {model['version']} is {model['status']} ({model['units']} inference unit{'s' if model['units'] != 1 else ''}): {plan}")
     print(f"estimate: {describe_estimate(found)}", flush=True)
