@@ -182,7 +182,7 @@ class BatchDetection(Construct):
         running: stopping it could stop it under another job, and the idle auto-stop stops it
         once nothing uses it."""
         release = self._lambda(id, self.release, {"job.$": "$.job"}, "$.release")
-        release.add_retry(errors=["States.ALL"], interval=Duration.seconds(5), max_attempts=3, backoff_rate=2)
+        release.add_retry(errors=["States.ALL"], interval=Duration.seconds(2), max_attempts=2, backoff_rate=2)
         # aws-sdk parameters take the SDK's member names, PascalCase: a string set is "Ss".
         drop = self._dynamodb_update(fallback_id.replace("Release failed", "Drop lease"), {
             "UpdateExpression": "DELETE #leases :lease ADD #version :one",

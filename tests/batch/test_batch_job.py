@@ -282,3 +282,24 @@ def test_a_job_does_not_join_a_running_model_its_last_job_is_stopping_and_drops_
     assert summary["reason_code"] == "model_unavailable" and "being stopped by batch job leaving" in summary["reason"]
     item = dynamodb.get_item(TableName=batch.activity_table, Key={"model": {"S": arn}})["Item"]
     assert "batch_jobs" not in item  # the refused job's lease is gone again
+
+
+def test_a_release_that_keeps_failing_drops_the_lease_by_itself_and_leaves_the_model_running(batch, images):
+    batch.ensure_stopped()
+    role = batch.h.pipeline.role("BatchReleaseFunction").rsplit("/", 1)[-1]
+    iam = batch.h.session.client("iam")
+    deny = {"Version": "2012-10-17", "Statement": [{"Effect": "Deny", "Action": "dynamodb:*", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=role, PolicyName="deny-leases", PolicyDocument=json.dumps(deny))
+    stops = len(batch.h.calls("StopProjectVersion"))
+    try:
+        described = send(batch, "release-fails", request(prefix=PREFIX + "008"))
+    finally:
+        iam.delete_role_policy(RoleName=role, PolicyName="deny-leases")
+    assert described["status"] == "SUCCEEDED", described  # the results stand
+    model = batch.summary("release-fails")["model"]
+    assert model["started_by_job"] is True and model["stopped_by_job"] is False
+    assert model["release"]["stop"] is False and "the release failed" in model["release"]["reason"]
+    assert "AccessDenied" in model["release_error"]
+    assert len(batch.h.calls("StopProjectVersion")) == stops and batch.model()["Status"] == "RUNNING"
+    item = batch.h.session.client("dynamodb").get_item(TableName=batch.activity_table, Key={"model": {"S": batch.model()["ProjectVersionArn"]}})["Item"]
+    assert "batch_jobs" not in item  # the machine dropped the lease itself

@@ -8,6 +8,7 @@ import pytest
 from fashion_pipeline_tools.local.service_model import (
     UNCOMPILABLE_PATTERNS,
     ModelError,
+    boto_parameters,
     Unknown,
     enum_of,
     modelled_errors,
@@ -317,3 +318,16 @@ def test_step_functions_error_names():
     assert step_functions_error_name("lambda", "EC2ThrottledException") == "Lambda.Ec2ThrottledException"
     with pytest.raises(ModelError, match=r"^'ServiceUnavailableException' is not an error of rekognition"):
         step_functions_error_name("rekognition", "ServiceUnavailableException")
+
+
+def test_an_sdk_tasks_parameters_are_renamed_to_the_models_members_at_every_depth():
+    states = {"TableName": "t", "Key": {"model": {"S": "m"}}, "UpdateExpression": "DELETE #l :l",
+              "ExpressionAttributeValues": {":l": {"Ss": ["a", "b"]}, ":b": {"Bool": True}, ":n": {"Nul": True},
+                                            ":m": {"M": {"x": {"Ns": ["1"]}}}, ":list": {"L": [{"Bs": [b"x"]}]}}}
+    renamed = boto_parameters("dynamodb", "update_item", states)
+    assert renamed["ExpressionAttributeValues"] == {":l": {"SS": ["a", "b"]}, ":b": {"BOOL": True}, ":n": {"NULL": True},
+                                                     ":m": {"M": {"x": {"NS": ["1"]}}}, ":list": {"L": [{"BS": [b"x"]}]}}
+    assert renamed["Key"] == {"model": {"S": "m"}} and renamed["TableName"] == "t"
+    assert validate_request("dynamodb", "UpdateItem", renamed) == []
+    # The same Parameters in the model's own spelling are what Step Functions refuses.
+    assert validate_step_functions_parameters("dynamodb", "updateItem", renamed)

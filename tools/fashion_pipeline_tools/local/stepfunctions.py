@@ -26,6 +26,11 @@
   https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html#maprun-fail-threshold);
   moto counts a failed child and goes on, the Map then succeeding with a ``null`` in its results.
   Here a failure past the threshold fails the Map, so its Catch runs as on AWS.
+* An aws-sdk task's Parameters spell members the SDK's way, PascalCase (DynamoDB's string set
+  is ``"Ss"``, its boolean ``"Bool"``; ``service_model.validate_step_functions_parameters``
+  holds definitions to that), and AWS calls the service with the model's names; moto passes
+  the Parameters to boto3 as they are, so boto3 refused ``{":lease": {"Ss": [...]}}``. Here
+  each task's Parameters are renamed to the model's members first (``service_model.boto_parameters``).
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ def install() -> None:
     _sign_tasks_with_the_execution_role()
     _batch_and_list_every_page()
     _fail_maps_past_their_tolerated_failures()
+    _call_sdk_tasks_with_model_member_names()
     # The interpreter logs an ERROR for every IsPresent test of an absent path, which is a
     # normal outcome of a Choice state, not a failure.
     logging.getLogger("moto.stepfunctions.parser.asl.component.eval_component").setLevel(logging.CRITICAL)
@@ -88,6 +94,20 @@ def _sign_tasks_with_the_execution_role() -> None:
         )
 
     _replace_everywhere("boto_client_for", original, boto_client_for)
+
+
+def _call_sdk_tasks_with_model_member_names() -> None:
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import StateTaskServiceAwsSdk
+
+    from .service_model import boto_parameters
+
+    original = StateTaskServiceAwsSdk._eval_service_task
+
+    def eval_service_task(self: Any, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any) -> Any:
+        renamed = boto_parameters(self._get_boto_service_name(), self._get_boto_service_action(), normalised_parameters)
+        return original(self, env, resource_runtime_part, renamed, state_credentials)
+
+    StateTaskServiceAwsSdk._eval_service_task = eval_service_task
 
 
 def _batch_and_list_every_page() -> None:
