@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -182,7 +181,7 @@ def phase(variant: str, images: int, latency_s: float) -> dict:
         part_bytes, sizes = store_parts(images)
         built_s = time.perf_counter() - built
         latency, mark = Latency(latency_s), UploadMark()
-        clients = [handler._parts_s3(), handler.client("s3")] if variant == "concurrent" else [boto3.client("s3", region_name="us-east-1")]
+        clients = [handler.client("s3")] if variant == "concurrent" else [boto3.client("s3", region_name="us-east-1")]
         for s3 in clients:
             s3.meta.events.register_first("before-send.s3", latency)
             s3.meta.events.register("before-call.s3.PutObject", mark)

@@ -42,7 +42,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from fashion_pipeline.batch import BATCH_SIZE
-from fashion_pipeline.batch_leases import LEASE_SECONDS, LEASES, RELEASED_AT, RELEASED_BY, VERSION
+from fashion_pipeline.batch_leases import DROP_UPDATE, LEASE_NAMES, LEASE_SECONDS, RELEASED_AT, RELEASED_BY
 from fashion_pipeline.layout import BATCH_PREFIX, BATCH_REQUEST_SUFFIX, IMAGES_PREFIX
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction, log_retention
@@ -153,7 +153,7 @@ class BatchDetection(Construct):
         stop.add_catch(cleared, errors=["States.ALL"], result_path="$.stop_error")
         stop.next(sfn.Pass(self, "Model stopped", parameters={"at.$": "$$.State.EnteredTime"}, result_path="$.stopped")).next(cleared)
         stop_or_not = sfn.Choice(self, "Stop model?").when(sfn.Condition.boolean_equals("$.release.stop", True), stop).otherwise(merge)
-        release = self._release("Release model", "Release failed", then=stop_or_not)
+        release = self._release("", then=stop_or_not)
 
         detect = self._detect_map(dataset_bucket)
         detect.add_catch(failed, errors=["States.ALL"], result_path="$.error")
@@ -175,21 +175,20 @@ class BatchDetection(Construct):
         prepare.next(action)
         return prepare
 
-    def _release(self, id: str, fallback_id: str, *, then: sfn.IChainable) -> sfn.IChainable:
+    def _release(self, suffix: str, *, then: sfn.IChainable) -> sfn.IChainable:
         """Release model -> $.release {"stop", "reason", "others"}. A release is idempotent (one
         conditional write, batch.leases.release), so any failure is retried; one that fails for
         good (caught into $.release_error) drops the job's lease by itself and leaves the model
         running: stopping it could stop it under another job, and the idle auto-stop stops it
         once nothing uses it."""
-        release = self._lambda(id, self.release, {"job.$": "$.job"}, "$.release")
+        release = self._lambda(f"Release model{suffix}", self.release, {"job.$": "$.job"}, "$.release")
         release.add_retry(errors=["States.ALL"], interval=Duration.seconds(2), max_attempts=2, backoff_rate=2)
         # aws-sdk parameters take the SDK's member names, PascalCase: a string set is "Ss".
-        drop = self._dynamodb_update(fallback_id.replace("Release failed", "Drop lease"), {
-            "UpdateExpression": "DELETE #leases :lease ADD #version :one",
-            "ExpressionAttributeNames": {"#leases": LEASES, "#version": VERSION},
+        drop = self._dynamodb_update(f"Drop lease{suffix}", {
+            "UpdateExpression": DROP_UPDATE, "ExpressionAttributeNames": LEASE_NAMES,
             "ExpressionAttributeValues": {":lease": {"Ss.$": "States.Array($.job.lease)"}, ":one": {"N": "1"}},
         })
-        fallback = sfn.Pass(self, fallback_id, parameters={
+        fallback = sfn.Pass(self, f"Release failed{suffix}", parameters={
             "stop": False, "others": 0,
             "reason": "the release failed: the model is left running (the idle auto-stop stops it once unused, if idleStopMinutes is set)",
         }, result_path="$.release")
@@ -296,7 +295,7 @@ class BatchDetection(Construct):
         released = (sfn.Choice(self, "Released after failure?")
                     .when(sfn.Condition.is_present("$.release.stop"), stop_or_not)
                     .otherwise(record))
-        release = self._release("Release model after failure", "Release failed after failure", then=released)
+        release = self._release(" after failure", then=released)
         unreleased = (sfn.Choice(self, "Lease unreleased?")
                       .when(sfn.Condition.and_(sfn.Condition.is_string("$.job.lease"), sfn.Condition.not_(sfn.Condition.is_present("$.release"))),
                             release)

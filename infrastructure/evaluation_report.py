@@ -29,7 +29,6 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from fashion_pipeline.layout import PROJECT_PREFIX
 from infrastructure.bundling import dependencies_layer
 from infrastructure.config import PipelineConfig
 from infrastructure.functions import ProjectFunction

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import fields
 
-from aws_cdk import Aws, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -21,7 +21,6 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from fashion_pipeline.layout import PROJECT_PREFIX
 from fashion_pipeline.training import MAX_RUN_SECONDS
 from infrastructure.config import PipelineConfig
 from infrastructure.evaluation_report import report_function

@@ -34,6 +34,10 @@ _IMAGE_REFUSALS = {
 }  # fmt: skip
 
 
+# Hex characters of a batch's first key kept in its part's name (200 bytes; batch.merge reads it).
+PART_NAME_HEX = 400
+
+
 def part_key(job: Job, first_key: str) -> str:
     """The part of the batch whose first item is ``first_key``: the key's bytes in hex, so parts
     list in the items' order (S3 lists keys in UTF-8 byte order; hex keeps it), cut to 400
@@ -41,7 +45,7 @@ def part_key(job: Job, first_key: str) -> str:
     whose first keys share their first 200 bytes may merge out of order; none is lost."""
     assert job.job is not None
     data = first_key.encode("utf-8")
-    return f"{layout.batch_parts_prefix(job.job, job.run_id)}{data.hex()[:400]}-{hashlib.sha256(data).hexdigest()[:12]}.jsonl"
+    return f"{layout.batch_parts_prefix(job.job, job.run_id)}{data.hex()[:PART_NAME_HEX]}-{hashlib.sha256(data).hexdigest()[:12]}.jsonl"
 
 
 def _code(exc: ClientError) -> str:

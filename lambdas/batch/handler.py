@@ -52,7 +52,11 @@ def client(name: str) -> Any:
     if name == "rekognition":
         # Throttling is retried by the detector itself, bounded and per image (batch.detection).
         return boto3.client(name, config=Config(retries={"mode": "standard", "total_max_attempts": 1}))
-    return boto3.client(name, config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    # The merge keeps a connection for each GET in flight (botocore keeps 10 by default,
+    # ``max_pool_connections``): twice reading.CONCURRENCY, for a run of parts sorted while GETs
+    # are in flight (batch.merge.in_order). Connections are opened as they are needed.
+    pool = {"max_pool_connections": 2 * reading.CONCURRENCY} if name == "s3" else {}
+    return boto3.client(name, config=Config(retries={"mode": "standard", "max_attempts": 5}, **pool))
 
 
 def _env(name: str) -> str:
@@ -265,7 +269,7 @@ def merge(event: MergeEvent, context: LambdaContext) -> dict[str, Any]:
     state = event.state
     job = state.job
     assert job.job is not None  # a running job has a name (prepare)
-    s3 = _parts_s3()
+    s3 = client("s3")
     listed = listed_count(b.model_dump() for b in state.batches)
     tally = Tally()
     prefix = layout.batch_parts_prefix(job.job, job.run_id)
@@ -299,15 +303,6 @@ def merge(event: MergeEvent, context: LambdaContext) -> dict[str, Any]:
     _write_summary(job, summary)
     logger.info("job merged", extra={"job": job.job, "images": tally.lines, "errors": summary["errors"]})
     return summary
-
-
-@lru_cache(maxsize=None)
-def _parts_s3() -> Any:
-    """The merge's S3 client: a connection for each GET in flight (botocore keeps 10 by default,
-    ``max_pool_connections``), twice reading.CONCURRENCY for a run of parts sorted while GETs
-    are in flight (batch.merge.in_order)."""
-    return boto3.client("s3", config=Config(retries={"mode": "standard", "max_attempts": 5},
-                                            max_pool_connections=2 * reading.CONCURRENCY))
 
 
 def _tallied(tally: Tally, body: bytes) -> bytes:

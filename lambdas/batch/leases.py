@@ -14,7 +14,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from fashion_pipeline.batch_leases import (
-    LEASES, RELEASED_AT, RELEASED_BY, START_CLAIM_SECONDS, STARTED_AT, STARTED_BY, STOPPED_AT, VERSION, LeaseState, Release, release_decision,
+    DROP_UPDATE, HOLD_UPDATE, LEASE_NAMES, RELEASED_AT, RELEASED_BY, START_CLAIM_SECONDS, STARTED_AT, STARTED_BY, STOPPED_AT, LeaseState,
+    Release, release_decision,
 )
 
 # A release whose conditional write loses to another job's lease change reads and decides
@@ -33,20 +34,20 @@ def _code(exc: ClientError) -> str:
 
 def hold(dynamodb: Any, table: str, model_arn: str, lease: str) -> LeaseState:
     """Add the job's lease (again, on a retry: a set holds it once); the item as it is now."""
-    return _change_leases(dynamodb, table, model_arn, "ADD #leases :lease, #version :one", lease)
+    return _change_leases(dynamodb, table, model_arn, HOLD_UPDATE, lease)
 
 
 def drop(dynamodb: Any, table: str, model_arn: str, lease: str) -> LeaseState:
     """Remove the job's lease (nothing happens when it is gone already); the item as it is now."""
-    return _change_leases(dynamodb, table, model_arn, "DELETE #leases :lease ADD #version :one", lease)
+    return _change_leases(dynamodb, table, model_arn, DROP_UPDATE, lease)
 
 
 def _change_leases(dynamodb: Any, table: str, model_arn: str, update: str, lease: str) -> LeaseState:
     """One lease in or out, the version one up (what a release's condition compares)."""
     answer = dynamodb.update_item(
         TableName=table, Key=_key(model_arn), UpdateExpression=update,
-        ExpressionAttributeNames={"#leases": LEASES, "#version": VERSION},
-        ExpressionAttributeValues={":lease": {"SS": [lease]}, ":one": {"N": "1"}}, ReturnValues="ALL_NEW",
+        ExpressionAttributeNames=LEASE_NAMES, ExpressionAttributeValues={":lease": {"SS": [lease]}, ":one": {"N": "1"}},
+        ReturnValues="ALL_NEW",
     )
     return LeaseState.of(answer.get("Attributes"))
 
@@ -80,13 +81,12 @@ def release(dynamodb: Any, table: str, model_arn: str, lease: str, execution: st
         decision = release_decision(state, execution, now)
         if state.released_by == execution:
             return decision  # a retry of a release that wrote its stop
-        if decision.claim:
+        if decision.claim:  # the stop: every lease goes (the others are expired), and the claim with them
             update = "SET #rby = :me, #rat = :now REMOVE #sby, #sat, #leases ADD #version :one"
+            names = {**LEASE_NAMES, "#rby": RELEASED_BY, "#rat": RELEASED_AT, "#sby": STARTED_BY, "#sat": STARTED_AT}
             values = {":me": {"S": execution}, ":now": {"N": str(now)}}
         else:
-            update, values = "DELETE #leases :lease ADD #version :one", {":lease": {"SS": [lease]}}
-        names = {"#leases": LEASES, "#version": VERSION, **({"#rby": RELEASED_BY, "#rat": RELEASED_AT, "#sby": STARTED_BY,
-                                                              "#sat": STARTED_AT} if decision.claim else {})}
+            update, names, values = DROP_UPDATE, LEASE_NAMES, {":lease": {"SS": [lease]}}
         condition, seen = ("#version = :seen", {":seen": {"N": str(state.version)}}) if state.version else ("attribute_not_exists(#version)", {})
         try:
             dynamodb.update_item(TableName=table, Key=_key(model_arn), UpdateExpression=update, ConditionExpression=condition,
@@ -95,7 +95,7 @@ def release(dynamodb: Any, table: str, model_arn: str, lease: str, execution: st
             if _code(exc) != _CONFLICT:
                 raise
             continue
-        return Release(decision.stop or decision.claim, decision.reason, decision.others)
+        return Release(decision.stop, decision.reason, decision.others)
     raise LeaseConflict(f"the model's leases changed under each of {RELEASE_ROUNDS} releases; the release is retried")
 
 

@@ -11,7 +11,7 @@ handed on strictly in listing order whatever order their GETs end in.
 Parts are named after their batch's first key in hex (``batch.detection.part_key``), and S3 lists
 keys "in UTF-8 binary order" (ListObjectsV2,
 https://docs.aws.amazon.com/AmazonS3/latest/API/API_ListObjectsV2.html), so the listing is the
-batches' order, but for one case: part_key keeps ``NAME_HEX`` hex characters (200 bytes) of the
+batches' order, but for one case: part_key keeps ``PART_NAME_HEX`` hex characters (200 bytes) of the
 key, then a digest, so parts whose first keys share their first 200 bytes list in the digests'
 order. ``in_order`` reads the first key of each part of such a run and sorts the run by it.
 """
@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from batch.detection import PART_NAME_HEX
+
 # GETs in flight: 20,000 parts x 15 ms / 32 = 9.4 s of latency (bench/bench_batch_merge.py).
 CONCURRENCY = 32
 # Parts held at once (~40 KB each at ~400 bytes a line): the GETs in flight and as many done ahead
 # of the one being written, so that one slow GET does not stall the others.
 WINDOW = 2 * CONCURRENCY
-# How many hex characters of a batch's first key batch.detection.part_key keeps in the part's name.
-NAME_HEX = 400
 
 Get = Callable[[str], bytes]
 
@@ -83,9 +83,9 @@ def in_order(get: Get, keys: Iterable[str], prefix: str, *, concurrency: int = C
 
 
 def _cut_hex(key: str, prefix: str) -> str | None:
-    """The hex of a part's name when part_key may have cut it (NAME_HEX characters), else None."""
+    """The hex of a part's name when part_key may have cut it (PART_NAME_HEX characters), else None."""
     head = key[len(prefix):].partition("-")[0] if key.startswith(prefix) else ""
-    return head if len(head) == NAME_HEX else None
+    return head if len(head) == PART_NAME_HEX else None
 
 
 def _sorted(get: Get, run: list[str], concurrency: int) -> list[str]:

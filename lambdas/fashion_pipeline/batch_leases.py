@@ -43,6 +43,12 @@ VERSION = "batch_lease_version"
 STARTED_BY, STARTED_AT = "batch_started_by", "batch_started_at"
 RELEASED_BY, RELEASED_AT = "batch_released_by", "batch_released_at"
 STOPPED_AT = "stopped_at"  # written by the API and the idle auto-stop (inference.activity)
+# The two writes of one lease, with ":lease" (a one-element string set) and ":one" (N 1): every
+# change of the leases adds one to the version. The state machine's own drop (infrastructure/batch.py)
+# writes the same expression.
+LEASE_NAMES = {"#leases": LEASES, "#version": VERSION}
+HOLD_UPDATE = "ADD #leases :lease, #version :one"
+DROP_UPDATE = "DELETE #leases :lease ADD #version :one"
 
 
 def lease(execution: str, started_epoch: int) -> str:

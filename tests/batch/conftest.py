@@ -30,22 +30,26 @@ class BatchHarness:
         self.machine = harness.pipeline.state_machine("BatchStateMachine")
         self.rekognition = harness.session.client("rekognition")
 
-    def request(self, job: str, body: bytes | dict, *, key: str | None = None) -> dict:
-        """Upload the request as a user would, then what EventBridge delivers for it; the
-        execution's description once it ends."""
+    def start(self, job: str, body: bytes | dict, *, key: str | None = None) -> str:
+        """Upload the request as a user would, then start what EventBridge delivers for it; the
+        execution's ARN, without waiting for it (jobs at once)."""
         key = key or f"batch/{job}.json"
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         put = self.s3.put_object(Bucket=self.dataset_bucket, Key=key, Body=data)
-        event = eventbridge_object_created(self.dataset_bucket, key, size=len(data), etag=put["ETag"].strip('"'))
-        arn = self.sfn.start_execution(stateMachineArn=self.machine, name=f"job-{uuid.uuid4().hex[:12]}", input=json.dumps(event))["executionArn"]
-        return self.h.wait(arn, timeout=120)
+        return self._started(eventbridge_object_created(self.dataset_bucket, key, size=len(data), etag=put["ETag"].strip('"')))
+
+    def request(self, job: str, body: bytes | dict, *, key: str | None = None) -> dict:
+        """``start``, then the execution's description once it ends."""
+        return self.h.wait(self.start(job, body, key=key), timeout=120)
 
     def deliver(self, key: str) -> dict:
         """What EventBridge delivers for an object already uploaded; the execution once it ends."""
         head = self.s3.head_object(Bucket=self.dataset_bucket, Key=key)
         event = eventbridge_object_created(self.dataset_bucket, key, size=head["ContentLength"], etag=head["ETag"].strip('"'))
-        arn = self.sfn.start_execution(stateMachineArn=self.machine, name=f"job-{uuid.uuid4().hex[:12]}", input=json.dumps(event))["executionArn"]
-        return self.h.wait(arn, timeout=120)
+        return self.h.wait(self._started(event), timeout=120)
+
+    def _started(self, event: dict) -> str:
+        return self.sfn.start_execution(stateMachineArn=self.machine, name=f"job-{uuid.uuid4().hex[:12]}", input=json.dumps(event))["executionArn"]
 
     def summary(self, job: str) -> dict:
         return self.h.object(f"batch/{job}/summary.json")
@@ -59,13 +63,6 @@ class BatchHarness:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.dataset_bucket, Prefix=prefix):
             keys += [o["Key"] for o in page.get("Contents", [])]
         return keys
-
-    def start(self, job: str, body: dict) -> str:
-        """Upload a request and start its execution without waiting for it (jobs at once)."""
-        data = json.dumps(body).encode()
-        put = self.s3.put_object(Bucket=self.dataset_bucket, Key=f"batch/{job}.json", Body=data)
-        event = eventbridge_object_created(self.dataset_bucket, f"batch/{job}.json", size=len(data), etag=put["ETag"].strip('"'))
-        return self.sfn.start_execution(stateMachineArn=self.machine, name=f"job-{uuid.uuid4().hex[:12]}", input=json.dumps(event))["executionArn"]
 
     @property
     def activity_table(self) -> str:

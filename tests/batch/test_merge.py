@@ -51,12 +51,10 @@ def event(batch_sizes: list[int]) -> dict:
 def s3():
     with mock_aws():
         handler.client.cache_clear()
-        handler._parts_s3.cache_clear()
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket=ARTIFACTS)
         yield s3
     handler.client.cache_clear()
-    handler._parts_s3.cache_clear()
 
 
 def put_parts(s3, parts: list[list[str]], bodies: list[bytes] | None = None) -> None:
@@ -221,13 +219,13 @@ class FakeS3:
         return {"Body": io.BytesIO(self.gets(Key))}
 
     def put_object(self, Bucket: str, Key: str, Body, ContentType: str) -> None:
-        self.puts[Key] = Body.read()
+        self.puts[Key] = Body if isinstance(Body, bytes) else Body.read()  # the summary's bytes, the results' file
 
 
 def test_the_handler_reads_parts_concurrently_and_writes_them_in_listing_order(s3, monkeypatch):
     keys = [f"images/d/{i:04d}.jpg" for i in range(300)]
     fake = FakeS3({part_key(JOB, p[0]): part(p) for p in batches(keys, 10)})
-    monkeypatch.setattr(handler, "_parts_s3", lambda: fake)
+    monkeypatch.setattr(handler, "client", lambda name: fake)  # the merge's only client
     summary = handler.merge(event([10] * 30), context())
     assert fake.gets.ended == sorted(fake.gets.bodies)[::-1]  # 30 GETs in flight, ending last first
     written = fake.puts[layout.batch_results_key("nightly")]
@@ -253,7 +251,7 @@ def test_a_failed_merge_stops_reading_at_its_window(s3, monkeypatch):
     parts = batches(keys, 10)
     parts[1] = parts[1] + [parts[2][0]]  # the third part's first key, also at the end of the second
     fake = CountingS3({part_key(JOB, p[0]): part(p) for p in parts})
-    monkeypatch.setattr(handler, "_parts_s3", lambda: fake)
+    monkeypatch.setattr(handler, "client", lambda name: fake)  # the merge's only client
     with pytest.raises(handler.IncompleteResults, match="images/d/00020.jpg"):
         handler.merge(event([len(p) for p in parts]), context())
     assert fake.asked <= 3 + reading.WINDOW + reading.CONCURRENCY < len(parts)

@@ -299,20 +299,9 @@ def _from_states(shape: Shape | None, value: Any, path: str, errors: list[str]) 
 
 def boto_parameters(service: str, action: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """An aws-sdk task's evaluated Parameters as boto3 takes them: Step Functions' spelling of
-    each member (``_states_member_name``) back to the model's, at every depth."""
-    return _to_boto(operation_model(service, action).input_shape, parameters)
-
-
-def _to_boto(shape: Shape | None, value: Any) -> Any:
-    if isinstance(value, list):
-        member = shape.member if shape is not None and shape.type_name == "list" else None
-        return [_to_boto(member, item) for item in value]
-    if not isinstance(value, Mapping):
-        return value
-    if shape is not None and shape.type_name == "structure":
-        spellings = {_states_member_name(shape, name): name for name in shape.members}
-        return {spellings.get(key, key): _to_boto(shape.members.get(spellings.get(key, key)), item) for key, item in value.items()}
-    return {key: _to_boto(_child(shape, key), item) for key, item in value.items()}
+    each member (``_states_member_name``) back to the model's, at every depth (what
+    ``_from_states`` does for the check; evaluated Parameters have no ".$" keys left)."""
+    return _from_states(operation_model(service, action).input_shape, parameters, "", [])
 
 
 def _child_path(shape: Shape | None, path: str, name: str) -> str:
